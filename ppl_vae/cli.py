@@ -1,0 +1,119 @@
+"""The ``ppl-vae`` command line: parses arguments, resolves a recipe, calls ``ppl_vae.runs``.
+
+Every user error (bad recipe, data, checkpoint, output directory) is printed as one line
+``ppl-vae: error: ...`` with exit code 2; nothing is left half-written.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .registry import ConfigError
+
+DEFAULT_RECIPE = "vae-digits"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ppl-vae", description="Variational autoencoders as Pyro programs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a recipe (default: vae-digits) into a run directory")
+    t.add_argument("recipe", nargs="?", default=None, help="recipe name (see 'ppl-vae recipes') or a .toml file")
+    t.add_argument("--out", help="run directory (default: runs/RECIPE-TIMESTAMP)")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=5 (repeatable)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    t.add_argument("--no-figures", action="store_true", help="skip writing figures")
+
+    e = sub.add_parser("evaluate", help="test-set ELBO, log p(x), bits/dim, reconstruction, active units")
+    e.add_argument("run_dir")
+    e.add_argument("--iwae-samples", type=int, default=None, metavar="K", help="importance samples per datum")
+    e.add_argument("--n-test", type=int, default=None, metavar="N", help="evaluate on the first N test data")
+    e.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    s = sub.add_parser("sample", help="a grid of generated samples")
+    s.add_argument("run_dir")
+    s.add_argument("-n", type=int, default=64, help="number of samples")
+    s.add_argument("--out", help="PNG file (default: RUN_DIR/figures/samples.png)")
+    s.add_argument("--seed", type=int, default=0)
+
+    sub.add_parser("recipes", help="list the named recipes")
+    return p
+
+
+def _table(report: dict) -> str:
+    rows = [("test data", f"{report['n']}"), ("ELBO (nats)", f"{report['elbo']:.3f} ± {report['elbo_se']:.3f}"),
+            (f"log p(x), K={report['iwae_samples']}", f"{report['log_px']:.3f} ± {report['log_px_se']:.3f}"),
+            ("gap log p(x) - ELBO", f"{report['gap']:.3f}"), ("bits/dim", f"{report['bits_per_dim']:.4f}"),
+            ("reconstruction MSE", f"{report['mse']:.5f}"), ("active units", f"{report['active_units']}")]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def cmd_train(args) -> int:
+    from .config import Config, load_config
+    from .runs import CONFIG, train_run
+
+    if args.resume:
+        run = Path(args.resume)
+        if not (run / CONFIG).is_file():
+            raise ConfigError(f"'{run}' is not a run directory (no {CONFIG}); nothing to resume")
+        cfg = load_config(str(run / CONFIG), args.overrides)
+        out = run
+    else:
+        name = args.recipe or DEFAULT_RECIPE
+        cfg = load_config(name, args.overrides)
+        out = Path(args.out) if args.out else Path("runs") / f"{Path(name).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    assert isinstance(cfg, Config)
+    metrics = train_run(cfg, out, progress=not args.no_progress, resume=bool(args.resume), figures=not args.no_figures)
+    print(f"run directory: {out}")
+    print(_table(metrics))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .runs import evaluate_run
+
+    report = evaluate_run(args.run_dir, args.iwae_samples, args.n_test, progress=not args.json)
+    print(json.dumps(report, indent=2) if args.json else _table(report))
+    return 0
+
+
+def cmd_sample(args) -> int:
+    from .runs import sample_run
+
+    print(sample_run(args.run_dir, args.n, args.out, args.seed))
+    return 0
+
+
+def cmd_recipes(args) -> int:
+    from .config import describe, recipe_names, recipe_path
+
+    names = recipe_names()
+    width = max(map(len, names), default=0)
+    for name in names:
+        print(f"{name:<{width}}  {describe(recipe_path(name))}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "recipes": cmd_recipes}[args.command]
+    from .train import TrainingDiverged
+
+    try:
+        return handler(args)
+    except (ConfigError, TrainingDiverged) as err:
+        print(f"ppl-vae: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ppl-vae: interrupted; continue with 'ppl-vae train --resume RUN_DIR'", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

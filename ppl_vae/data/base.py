@@ -1,0 +1,95 @@
+"""The in-memory dataset every loader returns, and how batches are drawn from it.
+
+``ArrayDataset`` holds ``x`` (N, *shape) as float, optional integer labels ``y`` and an optional
+boolean ``mask`` of observed entries. With ``binarize=True`` every batch is a fresh Bernoulli draw
+of the grey levels (dynamic binarization). Batches are drawn on the data's own device with a
+seeded generator: no host round trip per step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Iterator, Optional, Tuple
+
+import torch
+
+from ..registry import ConfigError
+
+
+@dataclass
+class ArrayDataset:
+    x: torch.Tensor
+    y: Optional[torch.Tensor] = None
+    mask: Optional[torch.Tensor] = None
+    binarize: bool = False
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not torch.is_tensor(self.x):
+            self.x = torch.as_tensor(self.x)
+        self.x = self.x.to(torch.get_default_dtype())
+        if self.x.dim() < 2 or len(self.x) == 0:
+            raise ConfigError(f"data must be shaped (n_data, *datum_shape) with n_data > 0, got {tuple(self.x.shape)}")
+        if self.y is not None:
+            self.y = torch.as_tensor(self.y).long()
+            if self.y.shape != (len(self.x),):
+                raise ConfigError(f"labels must be shaped ({len(self.x)},), got {tuple(self.y.shape)}")
+        if self.mask is not None:
+            self.mask = torch.as_tensor(self.mask).bool()
+            if self.mask.shape != self.x.shape:
+                raise ConfigError(f"the mask must have the data's shape {tuple(self.x.shape)}, got {tuple(self.mask.shape)}")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.x.shape[1:])
+
+    def to(self, device) -> "ArrayDataset":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return replace(self, x=move(self.x), y=move(self.y), mask=move(self.mask))
+
+    def subset(self, idx) -> "ArrayDataset":
+        pick = lambda t: None if t is None else t[idx]  # noqa: E731
+        return replace(self, x=self.x[idx], y=pick(self.y), mask=pick(self.mask))
+
+    def fixed_binarized(self, seed: int = 0) -> "ArrayDataset":
+        """One Bernoulli draw of the grey levels, fixed (for validation and test sets)."""
+        g = torch.Generator(device=self.x.device).manual_seed(seed)
+        return replace(self, x=torch.bernoulli(self.x, generator=g), binarize=False)
+
+    def check_for(self, likelihood) -> None:
+        """Raise a one-line error when the data cannot be scored by ``likelihood``."""
+        if self.shape != tuple(likelihood.data_shape):
+            raise ConfigError(
+                f"the data's datum shape is {self.shape} but the model was built for {tuple(likelihood.data_shape)}"
+            )
+        if self.binarize:
+            if not bool(((self.x >= 0) & (self.x <= 1)).all()):
+                raise ConfigError("dynamic binarization needs values in [0, 1]: scale the data first")
+        else:
+            likelihood.check_support(self.x, self.mask)
+
+    def batches(self, batch_size: int, shuffle: bool = True,
+                generator: Optional[torch.Generator] = None) -> Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+        """(x, mask) batches; indices drawn on the data's device."""
+        n = len(self.x)
+        order = torch.randperm(n, device=self.x.device, generator=generator) if shuffle else None
+        for start in range(0, n, batch_size):
+            if order is None:
+                sl = slice(start, start + batch_size)
+                xb, mb = self.x[sl], None if self.mask is None else self.mask[sl]
+            else:
+                idx = order[start:start + batch_size]
+                xb, mb = self.x[idx], None if self.mask is None else self.mask[idx]
+            if self.binarize:
+                xb = torch.bernoulli(xb, generator=generator)
+            yield xb, mb
+
+
+def as_dataset(data) -> ArrayDataset:
+    if isinstance(data, ArrayDataset):
+        return data
+    if torch.is_tensor(data):
+        return ArrayDataset(data)
+    raise ConfigError(f"expected an ArrayDataset or a tensor, got {type(data).__name__}")

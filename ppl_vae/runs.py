@@ -1,0 +1,147 @@
+"""Run directories: recipe -> config -> data + model + objective -> fit -> checkpoint -> evaluate / plots.
+
+A run directory holds ``config.toml`` (the resolved config), ``checkpoint.pt`` (atomic, safe to
+load), ``history.jsonl`` (one line per epoch), ``metrics.json`` (final test metrics) and
+``figures/*.png``. The CLI calls these functions; they can be called from Python as well.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from .config import Config, build_objective, build_vae
+from .data import load_data
+from .evaluate import evaluate
+from .registry import ConfigError
+from .train import TrainState, fit, resolve_device
+
+CHECKPOINT, CONFIG, HISTORY, METRICS = "checkpoint.pt", "config.toml", "history.jsonl", "metrics.json"
+
+
+def prepare(cfg: Config):
+    """Data splits, a VAE and an objective from a config; checks the data against the likelihood."""
+    splits = load_data(cfg.data)
+    vae = build_vae(cfg.model, splits.train.shape, splits.meta)
+    for part in (splits.train, splits.val, splits.test):
+        if part is not None:
+            part.check_for(vae.likelihood)
+    return splits, vae, build_objective(cfg.objective)
+
+
+def _write_json(path: Path, obj) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
+
+
+def _write_history(run: Path, history) -> None:
+    atomic_write(run / HISTORY, lambda tmp: Path(tmp).write_text("".join(json.dumps(h) + "\n" for h in history)))
+
+
+def _test_subset(splits, n_test: int):
+    return splits.test if not n_test else splits.test.subset(slice(0, n_test))
+
+
+def _make_run_dir(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"output directory '{out}' already exists and is not empty; choose another --out "
+                          f"or continue it with --resume {out}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"cannot write to output directory '{out}': {err.strerror or err}") from None
+
+
+def train_run(cfg: Config, out_dir, progress: bool = True, resume: bool = False, figures: bool = True) -> dict:
+    """Train (or resume) the run in ``out_dir``; returns the final metrics."""
+    run = Path(out_dir)
+    splits, vae, objective = prepare(cfg)
+    state = TrainState()
+    if resume:
+        payload = load_checkpoint(run / CHECKPOINT)
+        try:
+            vae.load_state_dict(payload["model"])
+        except RuntimeError as err:
+            raise CheckpointError(f"the checkpoint in '{run}' does not fit its config: {str(err).splitlines()[0]}") from None
+        state = TrainState(payload["epoch"], payload["step"], payload["optimizer"], list(payload["history"]))
+    else:
+        _make_run_dir(run)
+    fresh = not resume
+    try:
+        cfg.save(run / CONFIG)
+
+        def checkpoint(model, st):
+            nonlocal fresh
+            save_checkpoint(run / CHECKPOINT, model, cfg.to_dict(), st)
+            _write_history(run, st.history)
+            fresh = False
+
+        t = cfg.train
+        fit(vae, splits.train, val=splits.val, objective=objective, epochs=t.epochs, batch_size=t.batch_size,
+            lr=t.lr, optimizer=t.optimizer, device=t.device, seed=t.seed, progress=progress, state=state,
+            on_epoch_end=checkpoint, clip_grad=t.clip_grad or None)
+    except BaseException:
+        if fresh:  # nothing was trained: leave no half-made run directory behind
+            shutil.rmtree(run, ignore_errors=True)
+        raise
+    metrics = evaluate(vae, _test_subset(splits, cfg.eval.n_test), cfg.eval.iwae_samples,
+                       bin_width=splits.meta.get("bin_width", 1 / 255), progress=progress)
+    metrics["epochs"] = state.epoch
+    metrics["train_seconds"] = round(sum(h["seconds"] for h in state.history), 2)
+    _write_json(run / METRICS, metrics)
+    if figures:
+        from .plots import save_run_figures
+
+        save_run_figures(vae, splits, state.history, run / "figures")
+    return metrics
+
+
+def load_run(run_dir, device: str = "auto"):
+    """(config, vae, checkpoint payload) of a run directory, the VAE on ``device``."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise ConfigError(f"run directory '{run}' not found")
+    payload = load_checkpoint(run / CHECKPOINT)
+    if not isinstance(payload.get("config"), dict):
+        raise CheckpointError(f"the checkpoint in '{run}' carries no config")
+    cfg = Config.from_dict(payload["config"], source=str(run / CHECKPOINT))
+    splits = load_data(cfg.data)
+    vae = build_vae(cfg.model, splits.train.shape, splits.meta)
+    try:
+        vae.load_state_dict(payload["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"the checkpoint in '{run}' does not fit its config: {str(err).splitlines()[0]}") from None
+    vae.to(resolve_device(device)).eval()
+    return cfg, vae, payload, splits
+
+
+def evaluate_run(run_dir, iwae_samples: Optional[int] = None, n_test: Optional[int] = None,
+                 progress: bool = False) -> dict:
+    cfg, vae, payload, splits = load_run(run_dir, "auto")
+    k = iwae_samples or cfg.eval.iwae_samples
+    report = evaluate(vae, _test_subset(splits, cfg.eval.n_test if n_test is None else n_test), k,
+                      bin_width=splits.meta.get("bin_width", 1 / 255), progress=progress)
+    report["epochs"] = payload["epoch"]
+    return report
+
+
+@torch.no_grad()
+def sample_run(run_dir, n: int = 64, out_file=None, seed: int = 0) -> Path:
+    from .plots import samples_figure
+
+    cfg, vae, _, splits = load_run(run_dir, "auto")
+    shape = splits.meta.get("image_shape")
+    if shape is None or splits.meta.get("tabular"):
+        raise ConfigError("'sample' draws image grids; this run's data are not images")
+    torch.manual_seed(seed)
+    out = Path(out_file) if out_file else Path(run_dir) / "figures" / "samples.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig = samples_figure(vae, shape, n)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    return out

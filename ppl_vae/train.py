@@ -1,0 +1,136 @@
+"""``fit``: the one training loop.
+
+One ``torch.optim`` optimizer over the VAE's own parameters, the loss from the objective
+(a Pyro ELBO's ``differentiable_loss``), data kept on the device, no host sync inside an epoch
+(the loss is summed on the device and read once per epoch). Each epoch reseeds from
+``seed + epoch``, so a resumed run continues exactly as an uninterrupted one would.
+Knows nothing of files: ``on_epoch_end(vae, state)`` is where callers checkpoint.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+import pyro
+import torch
+from tqdm.auto import tqdm
+
+from .data.base import ArrayDataset, as_dataset
+from .objectives import as_objective
+from .registry import ConfigError
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
+              "rmsprop": torch.optim.RMSprop}
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the VAE holds the parameters of the last good epoch."""
+
+
+@dataclass
+class TrainState:
+    """What a resumed run needs: the epoch reached, the optimizer's state and the history so far."""
+
+    epoch: int = 0
+    step: int = 0
+    optimizer: Optional[dict] = None
+    history: List[dict] = field(default_factory=list)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{device}' asked for, but no CUDA GPU is available; use device = 'auto' or 'cpu'")
+    return torch.device(device)
+
+
+def make_optimizer(params, name: str = "adam", lr: float = 1e-3, **kwargs) -> torch.optim.Optimizer:
+    if name not in OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer '{name}'; choose one of: {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](params, lr=lr, **kwargs)
+
+
+@torch.no_grad()
+def mean_eval_loss(vae, objective, data: ArrayDataset, batch_size: int = 1024) -> float:
+    """The objective's bound (beta = 1, no penalties) as a mean negative loss per datum."""
+    total = torch.zeros((), device=data.x.device)
+    for xb, mb in data.batches(batch_size, shuffle=False):
+        total += objective.eval_loss(vae, xb, mb).detach()
+    return -float(total) / len(data)
+
+
+def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
+        optimizer: str = "adam", device: str = "auto", seed: int = 0, progress: bool = True,
+        state: Optional[TrainState] = None, on_epoch_end: Optional[Callable] = None,
+        clip_grad: Optional[float] = None) -> List[dict]:
+    """Train ``vae`` on ``train``; returns the per-epoch history (train loss and validation ELBO per datum).
+
+    ``state`` resumes a run (its epoch, optimizer state and history); ``on_epoch_end(vae, state)``
+    is called after every epoch. Raises ``TrainingDiverged`` on a NaN/inf loss, keeping the
+    parameters of the last good epoch.
+    """
+    device = resolve_device(device)
+    vae.to(device)
+    train = as_dataset(train).to(device)
+    val = as_dataset(val).to(device) if val is not None else None
+    for part in (train, val):
+        if part is not None:
+            part.check_for(vae.likelihood)
+    objective = as_objective(objective)
+    if hasattr(objective, "setup"):
+        objective.setup(vae, train)
+    opt = make_optimizer(vae.parameters(), optimizer, lr)
+    state = state or TrainState()
+    if state.optimizer is not None:
+        opt.load_state_dict(state.optimizer)
+    n = len(train)
+    bar = tqdm(total=epochs * n, initial=min(state.epoch, epochs) * n, unit="img", unit_scale=True,
+               disable=not progress, desc="train", dynamic_ncols=True, leave=False)
+    generator = torch.Generator(device=device)
+    try:
+        for epoch in range(state.epoch, epochs):
+            generator.manual_seed(seed + epoch)
+            pyro.set_rng_seed(seed + epoch)
+            good = copy.deepcopy(vae.state_dict())
+            total = torch.zeros((), device=device)
+            start = time.perf_counter()
+            vae.train()
+            for xb, mb in train.batches(batch_size, generator=generator):
+                loss = objective.loss(vae, xb, mb, step=state.step)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if clip_grad:
+                    torch.nn.utils.clip_grad_norm_(vae.parameters(), clip_grad)
+                opt.step()
+                if hasattr(objective, "after_step"):
+                    objective.after_step(vae, xb, mb, state.step)
+                total += loss.detach()
+                state.step += 1
+                bar.update(len(xb))
+            train_loss = float(total) / n  # the one host sync of the epoch
+            if not math.isfinite(train_loss):
+                vae.load_state_dict(good)
+                raise TrainingDiverged(
+                    f"training diverged in epoch {epoch + 1}: the loss became {train_loss}; the parameters of the "
+                    f"last good epoch ({epoch}) were kept. Lower the learning rate (train.lr) or check the data."
+                )
+            record = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": time.perf_counter() - start}
+            if val is not None:
+                vae.eval()
+                record["val_elbo"] = mean_eval_loss(vae, objective, val)
+            if hasattr(objective, "epoch_stats"):
+                record.update(objective.epoch_stats(vae, val if val is not None else train))
+            state.history.append(record)
+            state.epoch = epoch + 1
+            state.optimizer = opt.state_dict()
+            bar.set_postfix(loss=f"{train_loss:.2f}", **({"val_elbo": f"{record['val_elbo']:.2f}"} if val is not None else {}))
+            if on_epoch_end is not None:
+                on_epoch_end(vae, state)
+    finally:
+        bar.close()
+    vae.eval()
+    return state.history
