@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -55,10 +56,15 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' not found")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsafe content"
-        raise CheckpointError(f"refused to load '{path}': it is not a plain ppl-vae checkpoint ({first[:160]})") from None
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols; the error below says it
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:  # the weights-only loader met something that is not plain data
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        after = [lines[i + 1] for i, ln in enumerate(lines[:-1]) if ln.startswith("Please file an issue")]
+        reason = (after[0] if after else lines[0] if lines else "not plain data")[:120]
+        raise CheckpointError(f"refused to load '{path}': it is corrupted or not a plain ppl-vae checkpoint "
+                              f"(the safe loader rejected it: {reason.removeprefix('WeightsUnpickler error: ')})") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         raise CheckpointError(f"'{path}' is corrupted or not a ppl-vae checkpoint ({str(err).splitlines()[0][:160]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

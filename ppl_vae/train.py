@@ -99,24 +99,29 @@ def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: i
             total = torch.zeros((), device=device)
             start = time.perf_counter()
             vae.train()
-            for xb, mb in train.batches(batch_size, generator=generator):
-                loss = objective.loss(vae, xb, mb, step=state.step)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if clip_grad:
-                    torch.nn.utils.clip_grad_norm_(vae.parameters(), clip_grad)
-                opt.step()
-                if hasattr(objective, "after_step"):
-                    objective.after_step(vae, xb, mb, state.step)
-                total += loss.detach()
-                state.step += 1
-                bar.update(len(xb))
+            try:
+                for xb, mb in train.batches(batch_size, generator=generator):
+                    loss = objective.loss(vae, xb, mb, step=state.step)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if clip_grad:
+                        torch.nn.utils.clip_grad_norm_(vae.parameters(), clip_grad)
+                    opt.step()
+                    if hasattr(objective, "after_step"):
+                        objective.after_step(vae, xb, mb, state.step)
+                    total += loss.detach()
+                    state.step += 1
+                    bar.update(len(xb))
+            except ValueError:  # a distribution refusing NaN parameters: divergence if the weights are NaN
+                if all(torch.isfinite(p).all() for p in vae.parameters()):
+                    raise
+                total = total * float("nan")
             train_loss = float(total) / n  # the one host sync of the epoch
             if not math.isfinite(train_loss):
                 vae.load_state_dict(good)
                 raise TrainingDiverged(
-                    f"training diverged in epoch {epoch + 1}: the loss became {train_loss}; the parameters of the "
-                    f"last good epoch ({epoch}) were kept. Lower the learning rate (train.lr) or check the data."
+                    f"training diverged in epoch {epoch + 1}: the loss became NaN or infinite; the parameters of "
+                    f"the last good epoch ({epoch}) were kept. Lower the learning rate (train.lr) or check the data."
                 )
             record = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": time.perf_counter() - start}
             if val is not None:
