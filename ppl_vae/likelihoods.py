@@ -305,13 +305,8 @@ def bits_per_dim(log_px: torch.Tensor, n_dims: float, discrete: bool, bin_width:
 
 
 def as_likelihood(likelihood) -> Likelihood:
-    if likelihood is None:
-        return BernoulliLikelihood()
-    if isinstance(likelihood, Likelihood):
-        return likelihood
-    if isinstance(likelihood, str):
-        return LIKELIHOODS.build(likelihood)
-    raise ConfigError(f"cannot use {type(likelihood).__name__} as a likelihood: pass a Likelihood or a name")
+    """A Likelihood from a Likelihood, a registered name, or None (Bernoulli)."""
+    return LIKELIHOODS.resolve(likelihood, Likelihood, BernoulliLikelihood)
 
 
 __all__ = [n for n in dir() if n.endswith("Likelihood")] + ["DataSupportError", "bits_per_dim", "as_likelihood"]

@@ -112,11 +112,5 @@ class IWAEObjective(Objective):
 
 
 def as_objective(objective) -> Objective:
-    if objective is None:
-        return Objective()
-    if isinstance(objective, Objective):
-        return objective
-    if isinstance(objective, str):
-        return OBJECTIVES.build(objective)
-    raise ConfigError(f"cannot use {type(objective).__name__} as an objective")
-
+    """An Objective from an Objective, a registered name, or None (the ELBO)."""
+    return OBJECTIVES.resolve(objective, Objective, Objective)

@@ -192,13 +192,7 @@ class CallablePrior(Prior):
 
 
 def as_prior(prior) -> Prior:
-    """A Prior from a Prior, a registered name, a distribution, or a callable returning one."""
-    if prior is None:
-        return StandardNormalPrior()
-    if isinstance(prior, Prior):
-        return prior
-    if isinstance(prior, str):
-        return PRIORS.build(prior)
-    if isinstance(prior, dist.Distribution) or callable(prior):
+    """A Prior from a Prior, a registered name, None (N(0, I)), a distribution, or a callable returning one."""
+    if isinstance(prior, dist.Distribution) or (callable(prior) and not isinstance(prior, (Prior, str))):
         return CallablePrior(prior)
-    raise ConfigError(f"cannot use {type(prior).__name__} as a prior: pass a Prior, a name, or a distribution")
+    return PRIORS.resolve(prior, Prior, StandardNormalPrior)

@@ -53,6 +53,16 @@ class Registry:
         except TypeError as err:
             raise ConfigError(f"{self.kind} '{name}': {err}") from None
 
+    def resolve(self, obj, base: type, default: Callable[[], Any]) -> Any:
+        """``obj`` itself if it is a ``base``, a registered name built with defaults, or ``default()`` for None."""
+        if obj is None:
+            return default()
+        if isinstance(obj, base):
+            return obj
+        if isinstance(obj, str):
+            return self.build(obj)
+        raise ConfigError(f"cannot use {type(obj).__name__} as a {self.kind}: pass a {base.__name__} or a registered name")
+
     def names(self) -> list:
         return sorted(self._items)
 

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+import pyro
 import torch
 
 from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
@@ -26,6 +27,7 @@ CHECKPOINT, CONFIG, HISTORY, METRICS = "checkpoint.pt", "config.toml", "history.
 def prepare(cfg: Config):
     """Data splits, a VAE and an objective from a config; checks the data against the likelihood."""
     splits = load_data(cfg.data)
+    pyro.set_rng_seed(cfg.train.seed)  # seeds torch too: the initial weights are reproducible
     vae = build_vae(cfg.model, splits.train.shape, splits.meta)
     for part in (splits.train, splits.val, splits.test):
         if part is not None:

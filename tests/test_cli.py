@@ -124,3 +124,13 @@ def test_bad_checkpoints_are_refused(tmp_path, run_dir):
     assert "not found" in error_of("evaluate", tmp_path / "missing")
     assert "already exists and is not empty" in error_of("train", "--out", run_dir)
     assert "nothing to resume" in error_of("train", "--resume", tmp_path)
+
+
+def test_same_recipe_and_seed_give_the_same_run(tmp_path):
+    from ppl_vae.config import load_config
+    from ppl_vae.runs import train_run
+
+    cfg = load_config("vae-digits", ["train.epochs=2", "eval.iwae_samples=10"])
+    a = train_run(cfg, tmp_path / "a", progress=False, figures=False)
+    b = train_run(cfg, tmp_path / "b", progress=False, figures=False)
+    assert a["elbo"] == b["elbo"] and a["log_px"] == b["log_px"]
