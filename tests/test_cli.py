@@ -1,6 +1,5 @@
 """End-to-end tests through the real command (subprocesses)."""
 import json
-import os
 import signal
 import subprocess
 import sys
