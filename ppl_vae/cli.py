@@ -41,6 +41,25 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="PNG file (default: RUN_DIR/figures/samples.png)")
     s.add_argument("--seed", type=int, default=0)
 
+    d = sub.add_parser("diagnose", help="can the amortized posterior be trusted? writes a report directory")
+    d.add_argument("run_dir")
+    d.add_argument("--data", default="test", choices=["train", "val", "test"], help="which split (default: test)")
+    d.add_argument("--n", type=int, default=1000, help="diagnose the first N data of the split (default 1000)")
+    d.add_argument("--samples", type=int, default=1000, metavar="S", help="guide draws per datum (default 1000)")
+    d.add_argument("--nuts", type=int, default=2, metavar="N_POINTS", help="data with a NUTS reference (default 2)")
+    d.add_argument("--nuts-draws", type=int, default=1000, metavar="D",
+                   help="NUTS warm-up and kept draws per chain, 4 chains (default 1000)")
+    d.add_argument("--sbc", type=int, default=500, metavar="M", help="simulations for amortized SBC (default 500)")
+    d.add_argument("--out", help="report directory (default: RUN_DIR/diagnostics-SPLIT)")
+    d.add_argument("--seed", type=int, default=0)
+
+    c = sub.add_parser("compare", help="held-out log p(x) of two or more runs, paired differences")
+    c.add_argument("run_dirs", nargs="+")
+    c.add_argument("--data", default="test", choices=["train", "val", "test"])
+    c.add_argument("--n", type=int, default=1000, help="the first N data of the split (default 1000)")
+    c.add_argument("--samples", type=int, default=1000, metavar="K", help="importance samples per datum")
+    c.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
     sub.add_parser("recipes", help="list the named recipes")
     return p
 
@@ -90,6 +109,26 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_diagnose(args) -> int:
+    from .runs import diagnose_run
+
+    results, out = diagnose_run(args.run_dir, args.data, args.n, args.samples, args.nuts, args.sbc, args.out,
+                                progress=True, seed=args.seed, nuts_samples=args.nuts_draws, nuts_warmup=args.nuts_draws)
+    for name, v in results["verdicts"].items():
+        print(f"{'PASS' if v['passed'] else 'FAIL'}  {name}: {v['message']}")
+    print(f"report: {out / 'report.md'}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .diagnostics import comparison_table
+    from .runs import compare_runs
+
+    rows = compare_runs(args.run_dirs, args.data, args.n, args.samples, progress=not args.json)
+    print(json.dumps(rows, indent=2) if args.json else comparison_table(rows))
+    return 0
+
+
 def cmd_recipes(args) -> int:
     from .config import describe, recipe_names, recipe_path
 
@@ -102,7 +141,8 @@ def cmd_recipes(args) -> int:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "recipes": cmd_recipes}[args.command]
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "sample": cmd_sample, "diagnose": cmd_diagnose,
+               "compare": cmd_compare, "recipes": cmd_recipes}[args.command]
     from .train import TrainingDiverged
 
     try:

@@ -147,3 +147,60 @@ def sample_run(run_dir, n: int = 64, out_file=None, seed: int = 0) -> Path:
     fig = samples_figure(vae, shape, n)
     atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     return out
+
+
+def _split(splits, name: str):
+    part = getattr(splits, name, None) if name in ("train", "val", "test") else None
+    if part is None:
+        raise ConfigError(f"no '{name}' split in this run's data; use one of: "
+                          + ", ".join(n for n in ("train", "val", "test") if getattr(splits, n) is not None))
+    return part
+
+
+def diagnose_run(run_dir, split: str = "test", n: int = 1000, samples: int = 1000, nuts_points: int = 2,
+                 sbc_sims: int = 500, out_dir=None, progress: bool = False, seed: int = 0, **kwargs) -> tuple:
+    """``ppl_vae.diagnostics.diagnose`` on the first ``n`` data of a run's split; returns (results, report dir)."""
+    from .diagnostics import diagnose
+
+    out = Path(out_dir) if out_dir else Path(run_dir) / f"diagnostics-{split}"
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"report directory '{out}' already exists and is not empty; choose another --out")
+    if samples < 10:
+        raise ConfigError(f"--samples must be at least 10 for the Pareto fit, got {samples}")
+    if n < 1 or nuts_points < 0 or sbc_sims < 10 or kwargs.get("nuts_samples", 1000) < 50:
+        raise ConfigError("--n must be >= 1, --nuts >= 0, --nuts-draws >= 50 and --sbc >= 10")
+    cfg, vae, _, splits = load_run(run_dir, "auto")
+    data = _split(splits, split)
+    data = data.subset(slice(0, n))
+    meta = splits.meta
+    tabular = bool(meta.get("tabular"))
+    results = diagnose(vae, data, out, samples=samples, sbc_sims=sbc_sims, nuts_points=nuts_points,
+                       image_shape=None if tabular else meta.get("image_shape"),
+                       columns=meta.get("columns") if tabular else None, obs_dim="row" if tabular else "image",
+                       title=f"{Path(run_dir).name} ({split}, first {len(data)})", progress=progress, seed=seed,
+                       **kwargs)
+    return results, out
+
+
+def compare_runs(run_dirs, split: str = "test", n: int = 1000, samples: int = 1000, progress: bool = False) -> list:
+    """Held-out comparison of runs trained on the same data: per-datum IWAE log p(x), paired differences."""
+    from .diagnostics import compare_log_likelihoods
+    from .evaluate import iwae_log_likelihood
+
+    if len(run_dirs) < 2:
+        raise ConfigError("compare needs at least two run directories")
+    runs, first = [], None
+    for run in run_dirs:  # check every run before scoring any
+        cfg, vae, _, splits = load_run(run, "auto")
+        key = (cfg.data.name, cfg.data.path, cfg.data.preprocess, cfg.data.seed, list(cfg.data.columns))
+        if first is not None and key != first:
+            raise ConfigError(f"'{run}' was trained on other data ({cfg.data.name}, preprocess "
+                              f"'{cfg.data.preprocess}') than '{run_dirs[0]}': its log-likelihoods are not comparable")
+        first = key
+        runs.append((Path(run), vae, _split(splits, split).subset(slice(0, n))))
+    scores = {}
+    for run, vae, data in runs:
+        torch.manual_seed(0)
+        name = run.name if run.name not in scores else str(run)
+        scores[name] = iwae_log_likelihood(vae, data, samples, progress=progress)["log_px"].numpy()
+    return compare_log_likelihoods(scores)

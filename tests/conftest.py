@@ -19,3 +19,14 @@ def digits():
     d = load_digits()
     x = torch.tensor(d.data[:600] / 16.0, dtype=torch.float32)
     return x, torch.tensor(d.target[:600])
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory):
+    """A short default-recipe run trained through the command line, shared by the CLI tests."""
+    from .clitools import FAST, ppl_vae
+
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    proc = ppl_vae("train", "--out", out, *FAST)
+    assert "run directory" in proc.stdout and "log p(x)" in proc.stdout
+    return out

@@ -52,3 +52,22 @@ def trained_linear_vae(epochs=60, seed=0):
     vae = VAE((5,), 2, likelihood=NormalLikelihood(scale=0.5), encoder=LinearEncoder(5, 2), decoder=nn.Linear(2, 5))
     fit(vae, x, epochs=epochs, batch_size=100, lr=1e-2, progress=False, seed=seed, device="cpu")
     return vae, x
+
+
+def exact_guide_vae(d=5, k=2, s=0.5, seed=0):
+    """A pPCA whose W has orthogonal columns, so p(z | x) is a diagonal Gaussian, with the encoder set
+    to that exact posterior: loc = M^-1 W^T (x - b), scale = s / sqrt(diag M), M = W^T W + s^2 I."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(d, k, generator=g))
+    W = q * torch.tensor([2.0, 1.0])[:k]
+    b = torch.randn(d, generator=g)
+    m = (W * W).sum(0) + s ** 2
+    vae = VAE((d,), k, likelihood=NormalLikelihood(scale=s), encoder=LinearEncoder(d, k), decoder=nn.Linear(k, d))
+    with torch.no_grad():
+        vae.decoder.weight.copy_(W)
+        vae.decoder.bias.copy_(b)
+        vae.encoder.lin.weight.copy_(W.T / m[:, None])
+        vae.encoder.lin.bias.copy_(-(W.T @ b) / m)
+        vae.encoder.log_scale.copy_(torch.log(s / m.sqrt()))
+    z = torch.randn(500, k, generator=g)
+    return vae, z @ W.T + b + s * torch.randn(500, d, generator=g)

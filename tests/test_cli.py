@@ -6,26 +6,9 @@ import sys
 import time
 
 import numpy as np
-import pytest
 import torch
 
-FAST = ["--set", "train.epochs=5", "--set", "eval.iwae_samples=100", "--no-progress"]
-
-
-def ppl_vae(*args, cwd=None, check=True):
-    proc = subprocess.run([sys.executable, "-m", "ppl_vae", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "digits"
-    proc = ppl_vae("train", "--out", out, *FAST)
-    assert "run directory" in proc.stdout and "log p(x)" in proc.stdout
-    return out
+from .clitools import error_of, ppl_vae
 
 
 def test_default_train_writes_a_complete_run_directory(run_dir):
@@ -81,14 +64,6 @@ def test_resume_after_an_interrupted_run(tmp_path):
     epochs = [json.loads(line)["epoch"] for line in history.read_text().splitlines()]
     assert epochs == list(range(1, target + 1))
     assert json.loads((out / "metrics.json").read_text())["epochs"] == target
-
-
-def error_of(*args, cwd=None):
-    proc = ppl_vae(*args, cwd=cwd, check=False)
-    assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ppl-vae: error: "), proc.stderr  # one line, no traceback
-    return lines[0]
 
 
 def test_bad_inputs_give_one_line_errors_and_leave_nothing(tmp_path):

@@ -1,0 +1,84 @@
+"""Figures of the diagnostics: k-hat per datum, the worst data with their reconstructions, SBC rank
+ECDFs, predictive checks, and guide-vs-NUTS marginals. Each returns a matplotlib Figure."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..plots import image_grid, plt
+from . import arviz_adapter as adapter
+
+
+def khat_figure(diag):
+    fig, ax = plt.subplots(figsize=(7, 3))
+    adapter.plot_khat(diag.khat, diag.threshold, ax=ax)
+    ax.set_title(f"Pareto k-hat per datum (S={diag.num_samples}); dashed: threshold {diag.threshold:.2f}, "
+                 f"{int(diag.flagged.sum())} of {len(diag.khat)} flagged", fontsize=9)
+    ax.set_xlabel("datum")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def worst_figure(vae, x, mask, diag, image_shape, n: int = 8):
+    """The ``n`` data with the highest k-hat (top row) above their reconstructions (bottom row)."""
+    order = np.argsort(-np.where(np.isfinite(diag.khat), diag.khat, -np.inf))[:n]
+    xs = x[torch.as_tensor(order, device=x.device)]
+    ms = None if mask is None else mask[torch.as_tensor(order, device=x.device)]
+    fig = image_grid(torch.cat([vae.likelihood.fill_missing(xs, ms), vae.reconstruct(xs, ms)]), image_shape, len(order),
+                     "highest k-hat: data (top), reconstructions (bottom)")
+    for ax, i in zip(fig.axes[: len(order)], order):
+        ax.set_title(f"#{i}\nk={diag.khat[i]:.2f}", fontsize=7)
+    return fig
+
+
+def sbc_figure(sbc, max_dims: int = 10):
+    dims = min(sbc.ranks.shape[1], max_dims)
+    cols = min(dims, 5)
+    rows = math.ceil(dims / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows), squeeze=False)
+    fractions = sbc.fractions
+    for d, ax in enumerate(axes.flat):
+        if d >= dims:
+            ax.set_visible(False)
+            continue
+        adapter.plot_rank_ecdf(fractions[:, d], ax=ax)
+        ax.set_title(f"z{d}", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(f"amortized SBC: ECDF - uniform of ranks (M={len(sbc.ranks)}, S={sbc.num_samples}), 95% bands",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def ppc_figure(idata, names):
+    names = list(names)[:6]
+    fig, axes = plt.subplots(2, len(names), figsize=(3.2 * len(names), 5), squeeze=False)
+    for row, group in enumerate(("posterior", "prior")):
+        adapter.plot_ppc(idata, names, group=group, axes=axes[row])
+        for ax in axes[row]:
+            ax.set_title(f"{ax.get_title()} ({group} predictive)", fontsize=8)
+            if ax.get_legend():
+                ax.get_legend().set_visible(row == 0 and ax is axes[row][0])
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def nuts_figure(vae, x, mask, draws: np.ndarray, index, max_dims: int = 6):
+    """Marginals of p(z_d | x) from NUTS (histogram) against the guide's q(z_d | x) (line)."""
+    dims = min(draws.shape[-1], max_dims)
+    ref = draws.reshape(-1, draws.shape[-1])
+    q = vae.encode(x, mask).sample((4000,)).reshape(4000, -1).cpu().numpy()
+    fig, axes = plt.subplots(1, dims, figsize=(2.4 * dims, 2.2), squeeze=False)
+    for d, ax in enumerate(axes[0]):
+        ax.hist(ref[:, d], bins=40, density=True, color="0.75", label="NUTS")
+        ax.hist(q[:, d], bins=40, density=True, histtype="step", color="C0", linewidth=1.5, label="guide")
+        ax.set_title(f"z{d}", fontsize=8)
+        ax.set_yticks([])
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"datum #{index}: p(z | x) by NUTS vs the amortized guide", fontsize=9)
+    fig.tight_layout()
+    return fig

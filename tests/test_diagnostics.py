@@ -1,0 +1,158 @@
+"""Diagnostics against closed forms: a linear-Gaussian VAE has an exact posterior and log p(x)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ppl_vae.diagnostics import (amortized_sbc, compare_log_likelihoods, comparison_table, importance_diagnostics,
+                                 khat_threshold, nuts_posterior, predictive_statistics, reference_report,
+                                 to_inference_data)
+from ppl_vae.diagnostics import arviz_adapter as adapter
+from ppl_vae.diagnostics.importance import importance_ess
+from ppl_vae.diagnostics.report import nuts_indices
+
+from .linear_gaussian import exact_guide_vae, exact_log_px, exact_posterior, trained_linear_vae
+
+
+@pytest.fixture(scope="module")
+def ppca():
+    torch.manual_seed(0)
+    return trained_linear_vae()
+
+
+@pytest.fixture
+def halved(ppca):
+    """The trained guide with its scale halved (too narrow), restored afterwards."""
+    vae, x = ppca
+    with torch.no_grad():
+        vae.encoder.log_scale -= math.log(2)
+    yield vae, x
+    with torch.no_grad():
+        vae.encoder.log_scale += math.log(2)
+
+
+def test_threshold_follows_sample_size():
+    assert khat_threshold(100) == pytest.approx(0.5)
+    assert khat_threshold(1000) == pytest.approx(2 / 3)
+    assert khat_threshold(10 ** 6) == 0.7
+
+
+def test_importance_ess_closed_forms():
+    assert importance_ess(torch.zeros(50, 3)).tolist() == pytest.approx([50.0] * 3)
+    one_hot = torch.full((50, 1), -1e4)
+    one_hot[7] = 0
+    assert float(importance_ess(one_hot)) == pytest.approx(1.0)
+
+
+def test_well_trained_guide_passes_and_gives_exact_log_px(ppca):
+    vae, x = ppca
+    d = importance_diagnostics(vae, x[:200], num_samples=1000)
+    assert np.median(d.khat) < 0.5
+    assert d.flagged.mean() < 0.05
+    assert np.abs(d.log_px - exact_log_px(vae, x[:200]).detach().numpy()).mean() < 0.05
+    assert (d.gap >= -1e-6).all() and d.gap.mean() < 0.1
+    assert (d.ess > 500).mean() > 0.9
+
+
+def test_halved_guide_scale_is_flagged_for_most_points(halved):
+    vae, x = halved
+    d = importance_diagnostics(vae, x[:200], num_samples=1000)
+    assert d.flagged.mean() > 0.5
+    assert np.median(d.ess) < 200
+
+
+def test_exact_posterior_has_flat_weights_and_no_flags():
+    vae, x = exact_guide_vae()
+    d = importance_diagnostics(vae, x[:50], num_samples=200)
+    assert not d.flagged.any()
+    assert d.gap == pytest.approx(np.zeros(50), abs=1e-4)
+
+
+def test_sbc_is_uniform_for_the_exact_posterior_and_not_for_a_shrunken_guide():
+    vae, _ = exact_guide_vae()
+    exact = amortized_sbc(vae, num_sims=1000, num_samples=100)
+    assert all(d["chi2_pvalue"] > 0.01 and d["verdict"] == "calibrated" for d in exact.summary())
+    assert exact.fractions.mean() == pytest.approx(0.5, abs=0.03)
+    with torch.no_grad():
+        vae.encoder.log_scale -= math.log(2)
+    narrow = amortized_sbc(vae, num_sims=1000, num_samples=100)
+    assert all(d["chi2_pvalue"] < 1e-6 and d["verdict"].startswith("too narrow") for d in narrow.summary())
+    with torch.no_grad():
+        vae.encoder.log_scale += 2 * math.log(2)
+    wide = amortized_sbc(vae, num_sims=1000, num_samples=100)
+    assert all(d["verdict"].startswith("too wide") for d in wide.summary())
+
+
+@pytest.mark.slow
+def test_nuts_agrees_with_the_exact_posterior(ppca):
+    vae, x = ppca
+    xi = x[3:4]
+    draws = nuts_posterior(vae, xi, num_samples=1000, warmup=1000)
+    assert draws.shape == (4, 1000, 2)
+    assert adapter.rhat(draws).max() < 1.01
+    loc, cov = exact_posterior(vae, xi)
+    sd = cov.diag().sqrt().detach().numpy()
+    flat = draws.reshape(-1, 2)
+    assert np.abs(flat.mean(0) - loc[0].detach().numpy()) / sd == pytest.approx([0, 0], abs=0.15)
+    assert flat.std(0) / sd == pytest.approx([1, 1], abs=0.1)
+
+
+@pytest.mark.slow
+def test_reference_report_splits_the_gap():
+    vae, x = exact_guide_vae()
+    with torch.no_grad():
+        vae.encoder.lin.bias += 0.3  # an amortization error that a per-datum optimum removes
+    rep, _ = reference_report(vae, x[:1], num_samples=300, warmup=300, reopt_steps=300)
+    assert rep["amortization_gap"] > 0.05
+    assert abs(rep["approximation_gap"]) < 0.02  # the family contains the exact posterior
+    assert max(abs(v) for v in rep["mean_diff_in_sd"]) > 0.3
+
+
+def test_compare_paired_differences_and_standard_error():
+    rng = np.random.default_rng(0)
+    a = rng.normal(-100, 10, size=400)
+    noise = rng.normal(0, 0.5, size=400)
+    rows = compare_log_likelihoods({"a": a, "b": a - 1 + noise})
+    assert [r["model"] for r in rows] == ["a", "b"]
+    assert rows[1]["diff"] == pytest.approx(-1 + noise.mean())
+    assert rows[1]["diff_se"] == pytest.approx(noise.std(ddof=1) / 20)
+    assert rows[1]["diff_se"] < rows[1]["se"] / 5  # pairing removes the between-datum spread
+    assert "| a |" in comparison_table(rows) and "best" in comparison_table(rows)
+    with pytest.raises(ValueError, match="different numbers"):
+        compare_log_likelihoods({"a": a, "b": a[:10]})
+
+
+def test_nuts_indices_start_from_the_worst():
+    assert nuts_indices(np.array([0.1, 0.9, 0.3, -np.inf]), 2) == [1, 3]
+    assert nuts_indices(np.array([0.1]), 0) == []
+
+
+def test_inference_data_shapes_coords_and_netcdf_roundtrip(ppca, tmp_path):
+    vae, x = ppca
+    xs = x[:30]
+    d = importance_diagnostics(vae, xs, num_samples=50, keep_weights=True)
+    pred = predictive_statistics(vae, xs, num_draws=20, columns=["numeric"] * 5)
+    idata = to_inference_data(vae, xs, index=np.arange(100, 130), diagnostics=d, predictive=pred, num_draws=40,
+                              n_raw=4, obs_dim="row", labels=np.zeros(30, dtype=int))
+    assert idata.posterior["z"].dims == ("chain", "draw", "row", "latent")
+    assert idata.posterior["z"].shape == (1, 40, 30, 2)
+    assert idata.posterior["row"].values.tolist() == list(range(100, 130))
+    assert idata.sample_stats["khat"].dims == ("row",)
+    assert idata.sample_stats["log_importance_ratio"].shape == (1, 50, 30)
+    assert idata.posterior_predictive["column_0"].shape == (1, 20, 30)
+    assert idata.observed_data["x"].shape == (4, 5)
+    assert idata.constant_data["label"].dims == ("row",)
+    adapter.to_netcdf(idata, tmp_path / "d.nc")
+    back = adapter.from_netcdf(tmp_path / "d.nc")
+    np.testing.assert_allclose(back.sample_stats["khat"].values, d.khat)
+    np.testing.assert_allclose(back.posterior["z"].values, idata.posterior["z"].values)
+
+
+def test_predictive_statistics_of_images():
+    from ppl_vae.diagnostics.predictive import image_statistics
+
+    x = torch.tensor([[0.0, 1.0, 1.0, 0.2], [0.6, 0.6, 0.6, 0.6]])
+    s = image_statistics(x, 1)
+    assert s["mean_intensity"].tolist() == pytest.approx([0.55, 0.6])
+    assert s["active_fraction"].tolist() == pytest.approx([0.5, 1.0])
