@@ -65,10 +65,19 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _table(report: dict) -> str:
-    rows = [("test data", f"{report['n']}"), ("ELBO (nats)", f"{report['elbo']:.3f} ± {report['elbo_se']:.3f}"),
-            (f"log p(x), K={report['iwae_samples']}", f"{report['log_px']:.3f} ± {report['log_px_se']:.3f}"),
-            ("gap log p(x) - ELBO", f"{report['gap']:.3f}"), ("bits/dim", f"{report['bits_per_dim']:.4f}"),
-            ("reconstruction MSE", f"{report['mse']:.5f}"), ("active units", f"{report['active_units']}")]
+    px = "log p(x | y)" if report.get("conditional_on_label") else "log p(x)"
+    rows = [("test data", f"{report['n']}")]
+    if "accuracy" in report:
+        rows.append(("accuracy of q(y|x)", f"{report['accuracy']:.4f}"))
+    if "baseline_accuracy" in report:
+        rows.append((f"supervised-only baseline ({report['labels']} labels)", f"{report['baseline_accuracy']:.4f}"))
+    rows += [("ELBO (nats)", f"{report['elbo']:.3f} ± {report['elbo_se']:.3f}"),
+             (f"{px}, K={report['iwae_samples']}", f"{report['log_px']:.3f} ± {report['log_px_se']:.3f}"),
+             (f"gap {px} - ELBO", f"{report['gap']:.3f}"), ("bits/dim", f"{report['bits_per_dim']:.4f}")]
+    if "mse" in report:
+        rows += [("reconstruction MSE", f"{report['mse']:.5f}"), ("active units", f"{report['active_units']}")]
+    if "seconds_per_epoch" in report:
+        rows.append(("seconds per epoch", f"{report['seconds_per_epoch']:.2f}"))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

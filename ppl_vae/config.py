@@ -34,17 +34,20 @@ class DataConfig:
     val_fraction: float = 0.1
     limit: int = 0  # keep only the first N training data (0 = all)
     columns: List[str] = field(default_factory=list)  # CSV column types; [] = inferred
+    labels: int = 0  # semi-supervised: keep labels for a class-balanced subset of this size (0 = no subset)
     seed: int = 0
 
 
 @dataclass
 class ModelConfig:
+    kind: str = "vae"  # vae | semi-supervised (M2) | conditional (p(x | y))
     latent_dim: int = 10
     prior: Dict[str, Any] = field(default_factory=lambda: {"name": "standard-normal"})
     likelihood: Dict[str, Any] = field(default_factory=lambda: {"name": "bernoulli"})
     encoder: Dict[str, Any] = field(default_factory=lambda: {"name": "mlp", "hidden": [256]})
     decoder: Dict[str, Any] = field(default_factory=lambda: {"name": "mlp", "hidden": [256]})
     posterior: Dict[str, Any] = field(default_factory=lambda: {"name": "diagonal"})
+    classifier: Dict[str, Any] = field(default_factory=lambda: {"hidden": [256]})  # q(y | x) of M2
 
 
 @dataclass
@@ -224,9 +227,32 @@ def build_vae(model: ModelConfig, data_shape, data_meta: dict = None):
     encoder = ENCODERS.build(ename, data_shape=tuple(data_shape), latent_dim=model.latent_dim, **eargs)
     decoder = DECODERS.build(dname, latent_dim=model.latent_dim, out_shape=out_shape, **dargs)
     pname, pargs = _split(model.prior, "model.prior")
+    if model.kind != "vae":
+        return _build_labelled(model, data_shape, data_meta, likelihood, PRIORS.build(pname, **pargs))
     gname, gargs = _split(model.posterior, "model.posterior")
     return VAE(data_shape, model.latent_dim, prior=PRIORS.build(pname, **pargs), likelihood=likelihood,
                encoder=encoder, decoder=decoder, posterior=GUIDES.build(gname, **gargs))
+
+
+def _build_labelled(model: ModelConfig, data_shape, data_meta: dict, likelihood, prior):
+    """M2 or the conditional VAE: MLP networks with the encoder's hidden sizes (flat data only)."""
+    from .ssvae import ConditionalVAE, SemiSupervisedVAE
+
+    kinds = {"semi-supervised": SemiSupervisedVAE, "conditional": ConditionalVAE}
+    if model.kind not in kinds:
+        raise ConfigError(f"unknown model.kind '{model.kind}'; choose one of: vae, {', '.join(kinds)}")
+    n_classes = data_meta.get("n_classes")
+    if not n_classes:
+        raise ConfigError(f"model.kind '{model.kind}' needs labelled data with known classes; "
+                          f"'{data_meta.get('name', 'this dataset')}' has none")
+    if model.encoder.get("name", "mlp") != "mlp" or model.decoder.get("name", "mlp") != "mlp":
+        raise ConfigError(f"model.kind '{model.kind}' uses MLP networks; set model.encoder.name and "
+                          "model.decoder.name to 'mlp'")
+    kwargs = dict(prior=prior, likelihood=likelihood, hidden=tuple(model.encoder.get("hidden", [256])),
+                  activation=model.encoder.get("activation", "relu"))
+    if model.kind == "semi-supervised":
+        kwargs["classifier_hidden"] = tuple(model.classifier.get("hidden", [256]))
+    return kinds[model.kind](tuple(data_shape), n_classes, model.latent_dim, **kwargs)
 
 
 def build_objective(table: Dict[str, Any]):

@@ -112,5 +112,8 @@ class IWAEObjective(Objective):
 
 
 def as_objective(objective) -> Objective:
-    """An Objective from an Objective, a registered name, or None (the ELBO)."""
+    """An Objective from an Objective, a registered name, None (the ELBO), or any object with
+    ``loss(vae, x, mask, step)`` and ``eval_loss(vae, x, mask)`` (summed over the batch)."""
+    if callable(getattr(objective, "loss", None)) and callable(getattr(objective, "eval_loss", None)):
+        return objective
     return OBJECTIVES.resolve(objective, Objective, Objective)

@@ -45,7 +45,26 @@ def image_grid(x: torch.Tensor, image_shape, nrow: int, title: str = "", row_lab
 
 @torch.no_grad()
 def samples_figure(vae, image_shape, n: int = 64):
+    if hasattr(vae, "generate_grid"):  # label-aware: one row per class
+        return conditional_generation_figure(vae, image_shape, max(1, n // vae.n_classes))
     return image_grid(vae.generate(n), image_shape, int(math.sqrt(n)), "samples from the prior (decoder mean)")
+
+
+@torch.no_grad()
+def conditional_generation_figure(vae, image_shape, n_styles: int = 8):
+    """One row per class, one column per style z drawn from the prior (shared down each column)."""
+    return image_grid(vae.generate_grid(n_styles), image_shape, n_styles,
+                      "conditional generation: rows are classes, columns share z",
+                      row_labels=[str(c) for c in range(vae.n_classes)])
+
+
+@torch.no_grad()
+def style_transfer_figure(vae, x, y, image_shape, n: int = 6):
+    """Each row: z encoded from one image (left, with its own label), decoded with every class."""
+    x, y = x[:n].to(vae.device), y[:n].to(vae.device)
+    grid = torch.cat([torch.cat([x[i:i + 1], out]) for i, out in
+                      enumerate(vae.style_transfer(x, y).reshape(len(x), vae.n_classes, *x.shape[1:]))])
+    return image_grid(grid, image_shape, vae.n_classes + 1, f"style transfer: input, then its z with classes 0..{vae.n_classes - 1}")
 
 
 @torch.no_grad()
@@ -118,14 +137,24 @@ def loss_curves_figure(history: List[dict]):
 
 def save_run_figures(vae, splits, history, out_dir) -> List[str]:
     """Write the standard figures of a run; image figures only when the data are images."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    figs = {"loss_curves": loss_curves_figure(history), "latent_map": latent_map_figure(vae, splits.test)}
     shape = splits.meta.get("image_shape")
+    if hasattr(vae, "generate_grid"):  # label-aware VAEs
+        figs = {"loss_curves": loss_curves_figure(history)}
+        if shape is not None and not splits.meta.get("tabular"):
+            figs["conditional_generation"] = conditional_generation_figure(vae, shape)
+            figs["style_transfer"] = style_transfer_figure(vae, splits.test.x, splits.test.y, shape)
+        return _save_all(figs, out_dir)
+    figs = {"loss_curves": loss_curves_figure(history), "latent_map": latent_map_figure(vae, splits.test)}
     if shape is not None and not splits.meta.get("tabular"):
         x = splits.test.x
         figs.update(samples=samples_figure(vae, shape), reconstructions=reconstructions_figure(vae, x, shape),
                     interpolations=interpolation_figure(vae, x, shape), traversals=traversal_figure(vae, x, shape))
+    return _save_all(figs, out_dir)
+
+
+def _save_all(figs: dict, out_dir) -> List[str]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, fig in figs.items():
         path = out / f"{name}.png"

@@ -32,7 +32,54 @@ def prepare(cfg: Config):
     for part in (splits.train, splits.val, splits.test):
         if part is not None:
             part.check_for(vae.likelihood)
-    return splits, vae, build_objective(cfg.objective)
+    objective = build_objective(cfg.objective)
+    _check_kind(cfg, objective)
+    if splits.labelled is not None:
+        objective.set_labelled(splits.labelled)
+    return splits, vae, objective
+
+
+_OBJECTIVE_OF_KIND = {"semi-supervised": "semi-supervised", "conditional": "conditional"}
+
+
+def _check_kind(cfg: Config, objective) -> None:
+    """Model kind, objective and labelled subset must agree; say which setting to change."""
+    kind, name = cfg.model.kind, cfg.objective.get("name", "elbo")
+    wanted = _OBJECTIVE_OF_KIND.get(kind)
+    if wanted and name != wanted:
+        raise ConfigError(f"model.kind '{kind}' trains with objective.name = '{wanted}', not '{name}'")
+    if not wanted and name in _OBJECTIVE_OF_KIND.values():
+        raise ConfigError(f"objective '{name}' needs model.kind = '{name}'")
+    if (kind == "semi-supervised") != bool(cfg.data.labels):
+        raise ConfigError("a semi-supervised run needs data.labels > 0 (the size of the labelled subset), "
+                          "and data.labels is only used by model.kind = 'semi-supervised'")
+
+
+def evaluate_model(vae, data, num_samples: int, bin_width: float, progress: bool = False) -> dict:
+    """The test report of any model kind (label-aware models get accuracy / log p(x | y))."""
+    from .ssvae import ConditionalVAE
+
+    if isinstance(vae, ConditionalVAE):
+        from .semisupervised import evaluate_labelled
+
+        return evaluate_labelled(vae, data, num_samples, bin_width)
+    return evaluate(vae, data, num_samples, bin_width=bin_width, progress=progress)
+
+
+def supervised_baseline(cfg: Config, splits, test, steps: int = 3000) -> dict:
+    """The same classifier architecture trained on the labelled subset alone (best validation epoch)."""
+    from .semisupervised import accuracy, train_classifier
+    from .ssvae import make_classifier
+
+    torch.manual_seed(cfg.train.seed)
+    clf = make_classifier(splits.labelled.x[0].numel(), splits.meta["n_classes"],
+                          tuple(cfg.model.classifier.get("hidden", [256])), cfg.model.encoder.get("activation", "relu"))
+    clf.to(resolve_device(cfg.train.device))
+    res = train_classifier(clf, splits.labelled, splits.val, steps=steps, batch_size=cfg.objective.get(
+        "labelled_batch_size", 100), lr=cfg.train.lr, seed=cfg.train.seed)
+    test = test.to(next(clf.parameters()).device)
+    return {"baseline_accuracy": accuracy(res["classify"], test), "baseline_val_accuracy": res["val_accuracy"],
+            "baseline_steps": steps}
 
 
 def _write_json(path: Path, obj) -> None:
@@ -92,10 +139,13 @@ def train_run(cfg: Config, out_dir, progress: bool = True, resume: bool = False,
         if fresh:  # nothing was trained: leave no half-made run directory behind
             shutil.rmtree(run, ignore_errors=True)
         raise
-    metrics = evaluate(vae, _test_subset(splits, cfg.eval.n_test), cfg.eval.iwae_samples,
-                       bin_width=splits.meta.get("bin_width", 1 / 255), progress=progress)
+    test = _test_subset(splits, cfg.eval.n_test)
+    metrics = evaluate_model(vae, test, cfg.eval.iwae_samples, splits.meta.get("bin_width", 1 / 255), progress=progress)
     metrics["epochs"] = state.epoch
     metrics["train_seconds"] = round(sum(h["seconds"] for h in state.history), 2)
+    metrics["seconds_per_epoch"] = round(metrics["train_seconds"] / max(len(state.history), 1), 3)
+    if splits.labelled is not None:
+        metrics.update(labels=len(splits.labelled), **supervised_baseline(cfg, splits, test))
     _write_json(run / METRICS, metrics)
     if figures:
         from .plots import save_run_figures
@@ -127,8 +177,8 @@ def evaluate_run(run_dir, iwae_samples: Optional[int] = None, n_test: Optional[i
                  progress: bool = False) -> dict:
     cfg, vae, payload, splits = load_run(run_dir, "auto")
     k = iwae_samples or cfg.eval.iwae_samples
-    report = evaluate(vae, _test_subset(splits, cfg.eval.n_test if n_test is None else n_test), k,
-                      bin_width=splits.meta.get("bin_width", 1 / 255), progress=progress)
+    report = evaluate_model(vae, _test_subset(splits, cfg.eval.n_test if n_test is None else n_test), k,
+                            splits.meta.get("bin_width", 1 / 255), progress=progress)
     report["epochs"] = payload["epoch"]
     return report
 
@@ -170,6 +220,8 @@ def diagnose_run(run_dir, split: str = "test", n: int = 1000, samples: int = 100
     if n < 1 or nuts_points < 0 or sbc_sims < 10 or kwargs.get("nuts_samples", 1000) < 50:
         raise ConfigError("--n must be >= 1, --nuts >= 0, --nuts-draws >= 50 and --sbc >= 10")
     cfg, vae, _, splits = load_run(run_dir, "auto")
+    if cfg.model.kind != "vae":
+        raise ConfigError(f"diagnose covers model.kind = 'vae'; this run is '{cfg.model.kind}'")
     data = _split(splits, split)
     data = data.subset(slice(0, n))
     meta = splits.meta

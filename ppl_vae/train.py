@@ -58,8 +58,9 @@ def make_optimizer(params, name: str = "adam", lr: float = 1e-3, **kwargs) -> to
 def mean_eval_loss(vae, objective, data: ArrayDataset, batch_size: int = 1024) -> float:
     """The objective's bound (beta = 1, no penalties) as a mean negative loss per datum."""
     total = torch.zeros((), device=data.x.device)
-    for xb, mb in data.batches(batch_size, shuffle=False):
-        total += objective.eval_loss(vae, xb, mb).detach()
+    labels = getattr(objective, "needs_labels", False)
+    for batch in data.batches(batch_size, shuffle=False, labels=labels):
+        total += objective.eval_loss(vae, *batch[:2], **({"y": batch[2]} if labels else {})).detach()
     return -float(total) / len(data)
 
 
@@ -83,6 +84,7 @@ def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: i
     objective = as_objective(objective)
     if hasattr(objective, "setup"):
         objective.setup(vae, train)
+    labels = getattr(objective, "needs_labels", False)  # e.g. the conditional VAE's objective
     opt = make_optimizer(vae.parameters(), optimizer, lr)
     state = state or TrainState()
     if state.optimizer is not None:
@@ -100,8 +102,8 @@ def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: i
             start = time.perf_counter()
             vae.train()
             try:
-                for xb, mb in train.batches(batch_size, generator=generator):
-                    loss = objective.loss(vae, xb, mb, step=state.step)
+                for xb, mb, *yb in train.batches(batch_size, generator=generator, labels=labels):
+                    loss = objective.loss(vae, xb, mb, step=state.step, **({"y": yb[0]} if labels else {}))
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     if clip_grad:

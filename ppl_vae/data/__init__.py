@@ -24,6 +24,7 @@ class Splits:
     val: Optional[ArrayDataset]
     test: ArrayDataset
     meta: dict
+    labelled: Optional[ArrayDataset] = None  # semi-supervised: the labelled subset (train holds the rest)
 
 
 def _split_indices(n: int, fraction: float, seed: int):
@@ -106,4 +107,17 @@ def load_data(cfg) -> Splits:
     if raw.max_level:
         meta["bin_width"] = {"scale": 1 / raw.max_level, "squeeze": 1 / (raw.max_level + 1)}.get(cfg.preprocess, 1.0)
     meta["standardize"] = {k: v.tolist() for k, v in stats.items()}
-    return Splits(out["train"], out["val"], out["test"], meta)
+    labelled = None
+    if cfg.labels:
+        out["train"], labelled = _labelled_subset(out["train"], cfg, meta)
+    return Splits(out["train"], out["val"], out["test"], meta, labelled)
+
+
+def _labelled_subset(train: ArrayDataset, cfg, meta: dict):
+    """(unlabelled rest, class-balanced labelled subset of size ``cfg.labels``) of the training data."""
+    from ..semisupervised import balanced_labelled_split
+
+    if train.y is None or not meta.get("n_classes"):
+        raise ConfigError(f"data.labels needs labelled data; '{cfg.name}' has no labels")
+    lab, rest = balanced_labelled_split(train.y.numpy(), cfg.labels, meta["n_classes"], cfg.seed + 2)
+    return train.subset(torch.from_numpy(rest)), train.subset(torch.from_numpy(lab))

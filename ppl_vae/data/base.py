@@ -8,7 +8,7 @@ seeded generator: no host round trip per step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, Optional
 
 import torch
 
@@ -71,20 +71,21 @@ class ArrayDataset:
             likelihood.check_support(self.x, self.mask)
 
     def batches(self, batch_size: int, shuffle: bool = True,
-                generator: Optional[torch.Generator] = None) -> Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
-        """(x, mask) batches; indices drawn on the data's device."""
+                generator: Optional[torch.Generator] = None, labels: bool = False) -> Iterator[tuple]:
+        """(x, mask) batches, or (x, mask, y) with ``labels=True``; indices drawn on the data's device."""
+        if labels and self.y is None:
+            raise ConfigError("this model trains on labelled data, but the data have no labels")
         n = len(self.x)
         order = torch.randperm(n, device=self.x.device, generator=generator) if shuffle else None
         for start in range(0, n, batch_size):
             if order is None:
-                sl = slice(start, start + batch_size)
-                xb, mb = self.x[sl], None if self.mask is None else self.mask[sl]
+                idx = slice(start, start + batch_size)
             else:
                 idx = order[start:start + batch_size]
-                xb, mb = self.x[idx], None if self.mask is None else self.mask[idx]
+            xb, mb = self.x[idx], None if self.mask is None else self.mask[idx]
             if self.binarize:
                 xb = torch.bernoulli(xb, generator=generator)
-            yield xb, mb
+            yield (xb, mb, self.y[idx]) if labels else (xb, mb)
 
 
 def as_dataset(data) -> ArrayDataset:

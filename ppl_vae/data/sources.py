@@ -115,6 +115,11 @@ def load_array_raw(path: str = "", columns=None) -> Raw:
     is_int = x.dtype.kind in "biu"
     meta = {"image_shape": x.shape[1:]} if x.ndim == 4 else {"image_shape": (1,) + x.shape[1:]} if x.ndim == 3 else {}
     max_level = float(x.max()) if is_int and x.size and x.min() >= 0 else None
+    if y is not None:
+        if y.dtype.kind not in "biu" or y.shape != (len(x),) or (y.size and y.min() < 0):
+            raise ConfigError(f"'{path}': labels 'y' must be non-negative integers, one per datum; got {y.dtype} "
+                              f"of shape {y.shape}")
+        meta["n_classes"] = int(y.max()) + 1 if y.size else 0
     return Raw(x.astype(np.float32), None if y is None else y.astype(np.int64), None, None, max_level, meta)
 
 
