@@ -47,8 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--n", type=int, default=1000, help="diagnose the first N data of the split (default 1000)")
     d.add_argument("--samples", type=int, default=1000, metavar="S", help="guide draws per datum (default 1000)")
     d.add_argument("--nuts", type=int, default=2, metavar="N_POINTS", help="data with a NUTS reference (default 2)")
-    d.add_argument("--nuts-draws", type=int, default=1000, metavar="D",
-                   help="NUTS warm-up and kept draws per chain, 4 chains (default 1000)")
+    d.add_argument("--nuts-draws", type=int, default=500, metavar="D",
+                   help="NUTS warm-up and kept draws per chain, 4 chains (default 500)")
     d.add_argument("--sbc", type=int, default=500, metavar="M", help="simulations for amortized SBC (default 500)")
     d.add_argument("--out", help="report directory (default: RUN_DIR/diagnostics-SPLIT)")
     d.add_argument("--seed", type=int, default=0)

@@ -32,8 +32,8 @@ def prepare(cfg: Config):
     for part in (splits.train, splits.val, splits.test):
         if part is not None:
             part.check_for(vae.likelihood)
+    _check_kind(cfg)
     objective = build_objective(cfg.objective)
-    _check_kind(cfg, objective)
     if splits.labelled is not None:
         objective.set_labelled(splits.labelled)
     return splits, vae, objective
@@ -42,7 +42,7 @@ def prepare(cfg: Config):
 _OBJECTIVE_OF_KIND = {"semi-supervised": "semi-supervised", "conditional": "conditional"}
 
 
-def _check_kind(cfg: Config, objective) -> None:
+def _check_kind(cfg: Config) -> None:
     """Model kind, objective and labelled subset must agree; say which setting to change."""
     kind, name = cfg.model.kind, cfg.objective.get("name", "elbo")
     wanted = _OBJECTIVE_OF_KIND.get(kind)
@@ -217,7 +217,7 @@ def diagnose_run(run_dir, split: str = "test", n: int = 1000, samples: int = 100
         raise ConfigError(f"report directory '{out}' already exists and is not empty; choose another --out")
     if samples < 10:
         raise ConfigError(f"--samples must be at least 10 for the Pareto fit, got {samples}")
-    if n < 1 or nuts_points < 0 or sbc_sims < 10 or kwargs.get("nuts_samples", 1000) < 50:
+    if n < 1 or nuts_points < 0 or sbc_sims < 10 or kwargs.get("nuts_samples", 500) < 50:
         raise ConfigError("--n must be >= 1, --nuts >= 0, --nuts-draws >= 50 and --sbc >= 10")
     cfg, vae, _, splits = load_run(run_dir, "auto")
     if cfg.model.kind != "vae":

@@ -105,7 +105,7 @@ def test_reference_report_splits_the_gap():
         vae.encoder.lin.bias += 0.3  # an amortization error that a per-datum optimum removes
     rep, _ = reference_report(vae, x[:1], num_samples=300, warmup=300, reopt_steps=300)
     assert rep["amortization_gap"] > 0.05
-    assert abs(rep["approximation_gap"]) < 0.02  # the family contains the exact posterior
+    assert abs(rep["approximation_gap"]) < 0.05  # the family contains the exact posterior (Monte Carlo noise only)
     assert max(abs(v) for v in rep["mean_diff_in_sd"]) > 0.3
 
 

@@ -51,7 +51,7 @@ def nuts_indices(khat: np.ndarray, n_points: int) -> list:
 
 
 def diagnose(vae, data, out_dir, *, samples: int = 1000, sbc_sims: int = 500, sbc_samples: int = 100,
-             nuts_points: int = 2, nuts_samples: int = 1000, nuts_warmup: int = 1000, ppc_draws: int = 100,
+             nuts_points: int = 2, nuts_samples: int = 500, nuts_warmup: int = 500, ppc_draws: int = 100,
              image_shape=None, columns=None, obs_dim: str = "image", index=None, title: str = "",
              progress: bool = False, seed: int = 0) -> dict:
     """Run the diagnostics of ``ppl_vae.diagnostics`` on ``data`` and write the report to ``out_dir``."""
@@ -193,7 +193,10 @@ def markdown_report(r: dict, figures: list) -> str:
                 f"{max(abs(v) for v in p['mean_diff_in_sd']):.2f} | {min(p['sd_ratio']):.2f}-{max(p['sd_ratio']):.2f} | "
                 f"{p['log_px']:.2f} | {p['elbo_amortized']:.2f} | {p['elbo_reoptimized']:.2f} | "
                 f"{p['amortization_gap']:.2f} | {p['approximation_gap']:.2f} |")
-        lines += ["", "sd ratio is guide sd / NUTS sd per dimension (below 1: the guide is too narrow)."]
+        lines += ["", "sd ratio is guide sd / NUTS sd per dimension (below 1: the guide is too narrow). log p(x) is "
+                  "the larger of two importance-weighted estimates (5000 draws from the amortized guide, 1000 from "
+                  "the re-optimized one); amortization gap = re-optimized ELBO - amortized ELBO, approximation "
+                  "gap = log p(x) - re-optimized ELBO."]
     else:
         lines.append("Not run (use --nuts N).")
     lines += ["", "## Predictive checks", "",
