@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     t.add_argument("--no-figures", action="store_true", help="skip writing figures")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel training under torchrun (DDP: NCCL on GPUs, gloo on CPUs)")
 
     e = sub.add_parser("evaluate", help="test-set ELBO, log p(x), bits/dim, reconstruction, active units")
     e.add_argument("run_dir")
@@ -97,9 +99,20 @@ def cmd_train(args) -> int:
         cfg = load_config(name, args.overrides)
         out = Path(args.out) if args.out else Path("runs") / f"{Path(name).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     assert isinstance(cfg, Config)
-    metrics = train_run(cfg, out, progress=not args.no_progress, resume=bool(args.resume), figures=not args.no_figures)
-    print(f"run directory: {out}")
-    print(_table(metrics))
+    if args.distributed:
+        from . import distributed
+
+        distributed.init_from_env()
+        if args.out is None and not args.resume:  # every rank must agree on the directory
+            raise ConfigError("--distributed needs an explicit --out (or --resume RUN_DIR)")
+    try:
+        metrics = train_run(cfg, out, progress=not args.no_progress, resume=bool(args.resume), figures=not args.no_figures)
+    finally:
+        if args.distributed:
+            distributed.shutdown()
+    if metrics:  # rank 0 (or a single process)
+        print(f"run directory: {out}")
+        print(_table(metrics))
     return 0
 
 

@@ -14,6 +14,7 @@ from typing import Optional
 import pyro
 import torch
 
+from . import distributed
 from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from .config import Config, build_objective, build_vae
 from .data import load_data
@@ -108,8 +109,10 @@ def _make_run_dir(out: Path) -> None:
 
 
 def train_run(cfg: Config, out_dir, progress: bool = True, resume: bool = False, figures: bool = True) -> dict:
-    """Train (or resume) the run in ``out_dir``; returns the final metrics."""
+    """Train (or resume) the run in ``out_dir``; returns the final metrics. In a distributed run only
+    rank 0 writes files and evaluates (the other ranks return an empty dict)."""
     run = Path(out_dir)
+    main = distributed.is_main()
     splits, vae, objective = prepare(cfg)
     state = TrainState()
     if resume:
@@ -119,16 +122,26 @@ def train_run(cfg: Config, out_dir, progress: bool = True, resume: bool = False,
         except RuntimeError as err:
             raise CheckpointError(f"the checkpoint in '{run}' does not fit its config: {str(err).splitlines()[0]}") from None
         state = TrainState(payload["epoch"], payload["step"], payload["optimizer"], list(payload["history"]))
-    else:
-        _make_run_dir(run)
+    elif main:
+        error = None
+        try:
+            _make_run_dir(run)
+        except ConfigError as err:
+            error = err
+        if not distributed.agree(error is None):
+            raise error
+    elif not distributed.agree(True):
+        raise ConfigError("rank 0 could not create the run directory (see its error)")
     fresh = not resume
     try:
-        cfg.save(run / CONFIG)
+        if main:
+            cfg.save(run / CONFIG)
 
         def checkpoint(model, st):
             nonlocal fresh
-            save_checkpoint(run / CHECKPOINT, model, cfg.to_dict(), st)
-            _write_history(run, st.history)
+            if main:
+                save_checkpoint(run / CHECKPOINT, model, cfg.to_dict(), st)
+                _write_history(run, st.history)
             fresh = False
 
         t = cfg.train
@@ -136,9 +149,11 @@ def train_run(cfg: Config, out_dir, progress: bool = True, resume: bool = False,
             lr=t.lr, optimizer=t.optimizer, device=t.device, seed=t.seed, progress=progress, state=state,
             on_epoch_end=checkpoint, clip_grad=t.clip_grad or None)
     except BaseException:
-        if fresh:  # nothing was trained: leave no half-made run directory behind
+        if fresh and main:  # nothing was trained: leave no half-made run directory behind
             shutil.rmtree(run, ignore_errors=True)
         raise
+    if not main:
+        return {}
     test = _test_subset(splits, cfg.eval.n_test)
     metrics = evaluate_model(vae, test, cfg.eval.iwae_samples, splits.meta.get("bin_width", 1 / 255), progress=progress)
     metrics["epochs"] = state.epoch

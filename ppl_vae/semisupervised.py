@@ -70,7 +70,9 @@ class SemiSupervisedObjective:
             raise ConfigError("the semi-supervised objective trains a semi-supervised VAE: set model.kind")
         self.set_labelled(self.labelled)
         self.labelled = self.labelled.to(vae.device)
-        self._generator = torch.Generator(device=vae.device).manual_seed(0)
+        from . import distributed
+
+        self._generator = torch.Generator(device=vae.device).manual_seed(distributed.rank())  # ranks differ
         self._order, self._cursor = None, 0
 
     def _next_labelled(self):

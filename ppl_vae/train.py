@@ -18,6 +18,7 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data.base import ArrayDataset, as_dataset
 from .objectives import as_objective
 from .registry import ConfigError
@@ -42,7 +43,9 @@ class TrainState:
 
 def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():  # a distributed rank's GPU was set by distributed.init_from_env
+            return torch.device("cuda", torch.cuda.current_device()) if distributed.active() else torch.device("cuda")
+        return torch.device("cpu")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device '{device}' asked for, but no CUDA GPU is available; use device = 'auto' or 'cpu'")
     return torch.device(device)
@@ -70,6 +73,8 @@ def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: i
         clip_grad: Optional[float] = None) -> List[dict]:
     """Train ``vae`` on ``train``; returns the per-epoch history (train loss and validation ELBO per datum).
 
+    Inside a torch.distributed process group (see ``ppl_vae.distributed``) every rank trains on its
+    own block of each global batch of ``batch_size`` and gradients are averaged by DDP.
     ``state`` resumes a run (its epoch, optimizer state and history); ``on_epoch_end(vae, state)``
     is called after every epoch. Raises ``TrainingDiverged`` on a NaN/inf loss, keeping the
     parameters of the last good epoch.
@@ -90,8 +95,10 @@ def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: i
     if state.optimizer is not None:
         opt.load_state_dict(state.optimizer)
     n = len(train)
+    loss_fn = distributed.wrap(vae, objective, device)
+    world, shard = distributed.world_size(), distributed.shard()
     bar = tqdm(total=epochs * n, initial=min(state.epoch, epochs) * n, unit="img", unit_scale=True,
-               disable=not progress, desc="train", dynamic_ncols=True, leave=False)
+               disable=not progress or not distributed.is_main(), desc="train", dynamic_ncols=True, leave=False)
     generator = torch.Generator(device=device)
     try:
         for epoch in range(state.epoch, epochs):
@@ -102,8 +109,8 @@ def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: i
             start = time.perf_counter()
             vae.train()
             try:
-                for xb, mb, *yb in train.batches(batch_size, generator=generator, labels=labels):
-                    loss = objective.loss(vae, xb, mb, step=state.step, **({"y": yb[0]} if labels else {}))
+                for xb, mb, *yb in train.batches(batch_size, generator=generator, labels=labels, shard=shard):
+                    loss = loss_fn(xb, mb, step=state.step, **({"y": yb[0]} if labels else {}))
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     if clip_grad:
@@ -111,14 +118,14 @@ def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: i
                     opt.step()
                     if hasattr(objective, "after_step"):
                         objective.after_step(vae, xb, mb, state.step)
-                    total += loss.detach()
+                    total += loss.detach() / world
                     state.step += 1
-                    bar.update(len(xb))
+                    bar.update(len(xb) * world)
             except ValueError:  # a distribution refusing NaN parameters: divergence if the weights are NaN
                 if all(torch.isfinite(p).all() for p in vae.parameters()):
                     raise
                 total = total * float("nan")
-            train_loss = float(total) / n  # the one host sync of the epoch
+            train_loss = float(distributed.all_reduce_sum(total)) / n  # the one host sync of the epoch
             if not math.isfinite(train_loss):
                 vae.load_state_dict(good)
                 raise TrainingDiverged(

@@ -79,7 +79,8 @@ class VAE(nn.Module):
         check_encoder(self.encoder, self.data_shape, latent_dim)
         check_decoder(self.decoder, latent_dim, out_shape)
         self.prior = as_prior(prior).setup(latent_dim, encoder=self.encoder, data_shape=self.data_shape)
-        self.posterior = (GUIDES.build(posterior) if isinstance(posterior, str) else posterior).setup(latent_dim)
+        posterior = GUIDES.build(posterior) if isinstance(posterior, str) else posterior
+        self.posterior = posterior.setup(latent_dim) if hasattr(posterior, "setup") else posterior
         self.pyro_name = f"vae{next(_ids)}"
         self.use_param_store = False  # set True to train with pyro's SVI + pyro.optim
 

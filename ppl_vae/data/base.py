@@ -8,7 +8,7 @@ seeded generator: no host round trip per step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Tuple
 
 import torch
 
@@ -71,8 +71,11 @@ class ArrayDataset:
             likelihood.check_support(self.x, self.mask)
 
     def batches(self, batch_size: int, shuffle: bool = True,
-                generator: Optional[torch.Generator] = None, labels: bool = False) -> Iterator[tuple]:
-        """(x, mask) batches, or (x, mask, y) with ``labels=True``; indices drawn on the data's device."""
+                generator: Optional[torch.Generator] = None, labels: bool = False,
+                shard: Optional[Tuple[int, int]] = None) -> Iterator[tuple]:
+        """(x, mask) batches, or (x, mask, y) with ``labels=True``; indices drawn on the data's device.
+        ``shard=(rank, world_size)`` gives this process its contiguous block of every batch
+        (distributed training); a last batch too small to give every rank a datum is skipped."""
         if labels and self.y is None:
             raise ConfigError("this model trains on labelled data, but the data have no labels")
         n = len(self.x)
@@ -82,6 +85,13 @@ class ArrayDataset:
                 idx = slice(start, start + batch_size)
             else:
                 idx = order[start:start + batch_size]
+            if shard is not None:
+                rank, world = shard
+                if min(batch_size, n - start) < world:
+                    continue
+                if isinstance(idx, slice):
+                    idx = torch.arange(start, min(start + batch_size, n), device=self.x.device)
+                idx = torch.tensor_split(idx, world)[rank]
             xb, mb = self.x[idx], None if self.mask is None else self.mask[idx]
             if self.binarize:
                 xb = torch.bernoulli(xb, generator=generator)
