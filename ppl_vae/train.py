@@ -109,18 +109,20 @@ def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: i
             start = time.perf_counter()
             vae.train()
             try:
-                for xb, mb, *yb in train.batches(batch_size, generator=generator, labels=labels, shard=shard):
-                    loss = loss_fn(xb, mb, step=state.step, **({"y": yb[0]} if labels else {}))
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if clip_grad:
-                        torch.nn.utils.clip_grad_norm_(vae.parameters(), clip_grad)
-                    opt.step()
-                    if hasattr(objective, "after_step"):
-                        objective.after_step(vae, xb, mb, state.step)
-                    total += loss.detach() / world
-                    state.step += 1
-                    bar.update(len(xb) * world)
+                # data were checked once above; per-step argument checks would sync with the GPU
+                with pyro.validation_enabled(False):
+                    for xb, mb, *yb in train.batches(batch_size, generator=generator, labels=labels, shard=shard):
+                        loss = loss_fn(xb, mb, step=state.step, **({"y": yb[0]} if labels else {}))
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        if clip_grad:
+                            torch.nn.utils.clip_grad_norm_(vae.parameters(), clip_grad)
+                        opt.step()
+                        if hasattr(objective, "after_step"):
+                            objective.after_step(vae, xb, mb, state.step)
+                        total += loss.detach() / world
+                        state.step += 1
+                        bar.update(len(xb) * world)
             except ValueError:  # a distribution refusing NaN parameters: divergence if the weights are NaN
                 if all(torch.isfinite(p).all() for p in vae.parameters()):
                     raise
