@@ -14,6 +14,7 @@ on the same data, network, batch size, likelihood and optimizer:
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import platform
 import statistics
@@ -36,19 +37,28 @@ from ppl_vae.train import fit  # noqa: E402
 from ppl_vae.vae import VAE  # noqa: E402
 
 LOG2PI = math.log(2 * math.pi)
+QUICK = False
 
 
-def images(n: int, conv: bool = False) -> torch.Tensor:
-    """Fashion-MNIST grey levels when installed, else uniform noise (throughput does not depend on it)."""
+@functools.lru_cache(maxsize=1)
+def _fashion_mnist() -> torch.Tensor:
+    """Fashion-MNIST training images in [0, 1] when installed (and not --quick), else uniform noise:
+    throughput does not depend on the pixel values."""
+    if QUICK:
+        return torch.rand(2048, 784)
     try:
         from ppl_vae.config import DataConfig
         from ppl_vae.data import load_data
 
-        x = load_data(DataConfig(name="fashion-mnist", preprocess="scale", val_fraction=0.0)).train.x
-        x = torch.cat([x] * math.ceil(n / len(x)))[:n]
+        return load_data(DataConfig(name="fashion-mnist", preprocess="scale", val_fraction=0.0)).train.x.reshape(-1, 784)
     except Exception:  # noqa: BLE001  (benchmark data only)
-        x = torch.rand(n, 784)
-    return x.reshape(n, 1, 28, 28) if conv else x.reshape(n, 784)
+        return torch.rand(60000, 784)
+
+
+def images(n: int, conv: bool = False) -> torch.Tensor:
+    base = _fashion_mnist()
+    x = torch.cat([base] * math.ceil(n / len(base)))[:n]
+    return x.reshape(n, 1, 28, 28) if conv else x
 
 
 def make_vae(conv: bool, seed: int = 0) -> VAE:
@@ -206,6 +216,8 @@ def epoch_seconds(n: int, batch: int) -> float:
 MEMORY_PROBE = """
 import resource, sys, torch
 sys.path.insert(0, {root!r})
+import benchmarks.bench as b
+b.QUICK = {quick}
 from benchmarks.bench import make_vae, images
 from ppl_vae.evaluate import iwae_log_likelihood
 vae = make_vae(False).eval(); x = torch.bernoulli(images(100))
@@ -218,7 +230,7 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
 
 def eval_peak_memory_mb(k: int) -> float:
     """Growth of the peak resident memory (MB) while evaluating 100 images with K samples (fresh process)."""
-    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE.format(root=str(ROOT), k=k)], capture_output=True,
+    out = subprocess.run([sys.executable, "-c", MEMORY_PROBE.format(root=str(ROOT), k=k, quick=QUICK)], capture_output=True,
                          text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -230,7 +242,8 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"))
     args = p.parse_args(argv)
-    q = args.quick
+    global QUICK
+    q = QUICK = args.quick
     n_rounds = 1 if q else args.rounds
     steps = 3 if q else 40
     lines = ["# ppl-vae benchmarks", "",
