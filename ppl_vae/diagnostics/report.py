@@ -64,7 +64,7 @@ def diagnose(vae, data, out_dir, *, samples: int = 1000, sbc_sims: int = 500, sb
     x, mask = data.x, data.mask
     torch.manual_seed(seed)
     vae.eval()
-    timings, results = {}, {"title": title, "n": len(x), "arviz": adapter.version(),
+    timings, results = {}, {"title": title, "n": len(x), "images": image_shape is not None, "arviz": adapter.version(),
                             "sklearn": sklearn.__version__, "torch": torch.__version__}
 
     t0 = time.perf_counter()
@@ -140,7 +140,7 @@ def verdicts(r: dict) -> dict:
         f"{100 * (1 - frac):.1f}% of the {imp['n']} data have k-hat <= {imp['khat_threshold']:.2f} "
         f"(median {imp['khat_median']:.2f}): importance sampling from the guide "
         + ("is reliable for almost all data." if frac <= 0.05 else
-           f"cannot be trusted for {imp['n_flagged']} data; see figures/worst.png.")))
+           f"cannot be trusted for {imp['n_flagged']} data" + ("; see figures/worst.png." if r.get("images") else "."))))
     dims = r["sbc"]["per_dim"]
     bad = [d for d in dims if d["chi2_pvalue"] < SBC_PASS_P]
     out["sbc"] = (not bad, f"{len(dims) - len(bad)} of {len(dims)} latent dimensions have uniform SBC ranks"
