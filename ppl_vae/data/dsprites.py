@@ -77,18 +77,23 @@ class DSpritesLike(GroundTruthData):
 
     def _render(self, f: np.ndarray) -> np.ndarray:
         shape = f[:, 0]
-        scale, theta = self.values[1][f[:, 1]], self.values[2][f[:, 2]]
-        cx = (CENTRE_LO + CENTRE_SPAN * self.values[3][f[:, 3]]) * IMAGE
-        cy = (CENTRE_LO + CENTRE_SPAN * self.values[4][f[:, 4]]) * IMAGE
-        pix = np.arange(IMAGE) + 0.5
-        dx = pix[None, None, :] - cx[:, None, None]            # x: columns, to the right
-        dy = -(pix[None, :, None] - cy[:, None, None])         # y: up on screen (rows grow downwards)
-        c, s = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
-        r = (HALF_SIZE * IMAGE * scale)[:, None, None]
-        u, v = (c * dx + s * dy) / r, (-s * dx + c * dy) / r  # the shape's own frame, rotated by -theta
-        inside = np.where(shape[:, None, None] == 0, np.maximum(np.abs(u), np.abs(v)) <= 1,
-                          np.where(shape[:, None, None] == 1, u ** 2 + (2 * v) ** 2 <= 1, _heart(u, v)))
-        return inside[:, None].astype(np.float32)
+        scale = self.values[1][f[:, 1]].astype(np.float32)
+        theta = self.values[2][f[:, 2]].astype(np.float32)
+        cx = ((CENTRE_LO + CENTRE_SPAN * self.values[3][f[:, 3]]) * IMAGE).astype(np.float32)
+        cy = ((CENTRE_LO + CENTRE_SPAN * self.values[4][f[:, 4]]) * IMAGE).astype(np.float32)
+        pix = np.arange(IMAGE, dtype=np.float32) + 0.5
+        out = np.zeros((len(f), 1, IMAGE, IMAGE), np.float32)
+        for k, inside in enumerate((_square, _ellipse, _heart)):
+            sel = np.flatnonzero(shape == k)
+            if not len(sel):
+                continue
+            dx = pix[None, None, :] - cx[sel, None, None]          # x: columns, to the right
+            dy = -(pix[None, :, None] - cy[sel, None, None])       # y: up on screen (rows grow downwards)
+            c, s = np.cos(theta[sel])[:, None, None], np.sin(theta[sel])[:, None, None]
+            r = (HALF_SIZE * IMAGE * scale[sel])[:, None, None]
+            u, v = (c * dx + s * dy) / r, (-s * dx + c * dy) / r  # the shape's own frame, rotated by -theta
+            out[sel, 0] = inside(u, v)
+        return out
 
     def dataset(self, n: Optional[int] = None, seed: int = 0):
         """(images, factors) for the whole grid, or ``n`` random points of it."""
@@ -97,6 +102,14 @@ class DSpritesLike(GroundTruthData):
         else:
             factors = self.sample_factors(n, np.random.default_rng(seed))
         return self.render(factors), factors
+
+
+def _square(u, v):
+    return np.maximum(np.abs(u), np.abs(v)) <= 1
+
+
+def _ellipse(u, v):
+    return u ** 2 + (2 * v) ** 2 <= 1
 
 
 def _heart(u, v):

@@ -174,3 +174,19 @@ def load_csv_raw(path: str = "", columns=None) -> Raw:
     return Raw(x, None, None, None, None, {"columns": types, "column_names": header, "categories": categories,
                                            "tabular": True})
 
+
+
+@DATASETS.register("dsprites")
+def load_dsprites_raw(path: str = "", columns=None, limit: int = 0) -> Raw:
+    """The original dSprites ``.npz`` when ``path`` names it (all 737,280 images), else ``limit``
+    (default 30,000) random points of the procedural dSprites-like grid; a fifth becomes the test set."""
+    from .dsprites import FACTOR_NAMES, FULL_SIZES, DSpritesFile, DSpritesLike
+
+    meta = {"image_shape": (1, 64, 64), "factor_sizes": list(FULL_SIZES), "factor_names": list(FACTOR_NAMES),
+            "ground_truth": "file" if path else "procedural"}
+    if path:
+        source = DSpritesFile(path)
+        x = source.images[:, None]
+    else:
+        x, _ = DSpritesLike().dataset(int(limit / 0.8) if limit else 30000, seed=0)
+    return Raw(x.astype(np.uint8), None, None, None, 1.0, meta)
