@@ -3,7 +3,7 @@
 The public entry points; every registered component (priors, likelihoods, networks, objectives)
 is importable by name after ``import ppl_vae``.
 """
-from . import likelihoods, nets, objectives, priors, semisupervised, tabular  # noqa: F401  (registrations)
+from . import disentangled, likelihoods, nets, objectives, priors, semisupervised, tabular  # noqa: F401  (registrations)
 from .evaluate import evaluate, iwae_log_likelihood
 from .ssvae import ConditionalVAE, SemiSupervisedVAE
 from .train import fit

@@ -25,7 +25,7 @@ from sklearn.svm import LinearSVC
 
 FAST = {"beta_vae": dict(num_train=500, num_eval=250, batch_size=16),
         "factor_vae": dict(num_train=400, num_eval=200, num_variance_estimate=2000, batch_size=32),
-        "mig": dict(num_train=2000), "dci": dict(num_train=600, num_test=300),
+        "mig": dict(num_train=2000), "dci": dict(num_train=300, num_test=150),
         "sap": dict(num_train=1000, num_test=500), "modularity_explicitness": dict(num_train=1000, num_test=500)}
 
 

@@ -85,7 +85,8 @@ def interpolation_figure(vae, x, image_shape, pairs: int = 4, steps: int = 10):
 
 
 @torch.no_grad()
-def traversal_figure(vae, x, image_shape, dims: Optional[List[int]] = None, steps: int = 9, span: float = 3.0):
+def traversal_figure(vae, x, image_shape, dims: Optional[List[int]] = None, steps: int = 9, span: float = 3.0,
+                     labels: Optional[List[str]] = None, title: str = ""):
     """Each row moves one latent dimension from -span to +span around a datum's posterior mean."""
     z0 = vae.embed(x[:1].to(vae.device))[0]
     dims = list(range(min(vae.latent_dim, 10))) if dims is None else dims
@@ -94,8 +95,8 @@ def traversal_figure(vae, x, image_shape, dims: Optional[List[int]] = None, step
     for r, d in enumerate(dims):
         zs[r * steps:(r + 1) * steps, d] = values
     decoded = vae.likelihood.reconstruct(vae.decoder(zs))
-    return image_grid(decoded, image_shape, steps, f"latent traversals ({-span:g} to {span:g})",
-                      row_labels=[f"z{d}" for d in dims])
+    return image_grid(decoded, image_shape, steps, title or f"latent traversals ({-span:g} to {span:g})",
+                      row_labels=labels or [f"z{d}" for d in dims])
 
 
 @torch.no_grad()
