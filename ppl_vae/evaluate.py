@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.base import ArrayDataset, as_dataset
-from .importance import log_importance_weights
+from .importance import log_importance_weights, model_device
 from .likelihoods import bits_per_dim
 
 
@@ -33,7 +33,7 @@ def iwae_log_likelihood(vae, data, num_samples: int = 1000, batch_size: int = 10
     """Per-datum estimates from the same S = ``num_samples`` guide draws:
     ``log_px`` (importance-weighted, a stochastic lower bound that tightens as S grows) and
     ``elbo`` (the mean log weight). Returns tensors of shape (N,) on the CPU."""
-    data = as_dataset(data).to(vae.device)
+    data = as_dataset(data).to(model_device(vae))
     vae.eval()
     log_px, elbo = [], []
     bar = tqdm(total=len(data), disable=not progress, desc=f"log p(x), K={num_samples}", unit="img", leave=False)

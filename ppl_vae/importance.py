@@ -34,5 +34,11 @@ def log_importance_weights(model, guide, *args, num_samples: int = 1, **kwargs) 
     return log_w.expand(num_samples, -1) if log_w.dim() == 2 else log_w
 
 
+def model_device(module) -> torch.device:
+    """Where a model's parameters live (a ``device`` property if it has one, else its first parameter)."""
+    device = getattr(module, "device", None)
+    return device if device is not None else next(module.parameters()).device
+
+
 def log_mean_exp(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(log_w, dim) - math.log(log_w.shape[dim])

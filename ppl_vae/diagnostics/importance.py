@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..data.base import as_dataset
 from ..evaluate import per_datum_log_weights
+from ..importance import model_device
 from . import arviz_adapter as adapter
 
 
@@ -71,7 +72,7 @@ def importance_diagnostics(vae, data, num_samples: int = 1000, batch_size: int =
     """S = ``num_samples`` guide draws per datum, all kept for PSIS (memory: N x S floats)."""
     if num_samples < 10:
         raise ValueError(f"num_samples must be >= 10 for a Pareto fit, got {num_samples}")
-    data = as_dataset(data).to(vae.device)
+    data = as_dataset(data).to(model_device(vae))
     vae.eval()
     rows = []
     bar = tqdm(total=len(data), disable=not progress, desc=f"importance, S={num_samples}", unit="datum", leave=False)
