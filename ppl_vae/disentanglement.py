@@ -110,7 +110,9 @@ def sap(gt, represent, rng, num_train: int = 10000, num_test: int = 5000, batch_
         continuous_factors: bool = False) -> dict:
     """Per factor, the gap between the two codes that best predict it alone: test accuracy of
     LinearSVC(C=0.01, class_weight="balanced") on one code (discrete factors, the dSprites study
-    setting), or the squared correlation (``continuous_factors=True``)."""
+    setting), or the squared correlation (``continuous_factors=True``). With discrete factors of more
+    than two ordered values a single code cannot be split linearly into all of them, so even the
+    factors themselves score about 0.5 (tests/test_disentanglement.py); the continuous form gives 1."""
     train_c, train_f = _codes_and_factors(gt, represent, num_train, rng)
     test_c, test_f = _codes_and_factors(gt, represent, num_test, rng)
     score = np.zeros((train_c.shape[1], train_f.shape[1]))
