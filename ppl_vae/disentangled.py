@@ -127,11 +127,16 @@ class CapacityObjective(DecompositionStats, Objective):
 
 def _kl(vae, t) -> torch.Tensor:
     """KL(q(z | x) || p(z)) per datum: closed form for a Normal prior, else the one-draw estimate."""
-    q = torch.distributions.Normal(t["loc"], t["scale"])
     base = getattr(vae.prior(), "base_dist", None)
-    if type(base) is torch.distributions.Normal or type(base).__name__ == "Normal":
+    if isinstance(base, torch.distributions.Normal):
+        q = torch.distributions.Normal(t["loc"], t["scale"])
         return torch.distributions.kl_divergence(q, base.expand(t["loc"].shape)).sum(-1)
-    return q.log_prob(t["z"]).sum(-1) - t["log_pz_dims"].sum(-1)
+    return _kl_one_draw(t)
+
+
+def _kl_one_draw(t) -> torch.Tensor:
+    """log q(z | x) - log p(z) per datum at the batch's draw z (the ELBO's KL term)."""
+    return torch.distributions.Normal(t["loc"], t["scale"]).log_prob(t["z"]).sum(-1) - t["log_pz_dims"].sum(-1)
 
 
 @OBJECTIVES.register("beta-tcvae")
@@ -178,7 +183,7 @@ class FactorVAEObjective(DecompositionStats, Objective):
 
     def loss(self, vae, x, mask=None, step: int = 0):
         t = batch_terms(vae, x, mask)
-        kl = torch.distributions.Normal(t["loc"], t["scale"]).log_prob(t["z"]).sum(-1) - t["log_pz_dims"].sum(-1)
+        kl = _kl_one_draw(t)
         logits = self.discriminator(t["z"])
         tc = logits[:, 0] - logits[:, 1]
         self._last_z = t["z"].detach()
@@ -215,7 +220,7 @@ class DIPVAEObjective(DecompositionStats, Objective):
 
     def loss(self, vae, x, mask=None, step: int = 0):
         t = batch_terms(vae, x, mask)
-        kl = torch.distributions.Normal(t["loc"], t["scale"]).log_prob(t["z"]).sum(-1) - t["log_pz_dims"].sum(-1)
+        kl = _kl_one_draw(t)
         c = dip_covariance(t["loc"], t["scale"], self.kind)
         diag = torch.diagonal(c)
         penalty = self.lambda_od * (c ** 2).sum() - self.lambda_od * (diag ** 2).sum() + self.lambda_d * ((diag - 1) ** 2).sum()

@@ -102,19 +102,16 @@ def evaluate(vae, data: ArrayDataset, num_samples: int = 1000, batch_size: int =
     reconstruction error, KL per dimension and active units."""
     data = as_dataset(data)
     est = iwae_log_likelihood(vae, data, num_samples, batch_size, progress)
-    n_dims = math.prod(data.shape) if data.mask is None else float(data.mask.sum()) / len(data)
+    stats = latent_statistics(vae, data)
+    return {**bound_report(est, data, num_samples, vae.likelihood.discrete, bin_width), **reconstruction_error(vae, data),
+            "active_units": stats["active_units"], "kl_per_dim": [round(float(v), 4) for v in stats["kl_per_dim"]]}
+
+
+def bound_report(est: dict, data: ArrayDataset, num_samples: int, discrete: bool, bin_width: float) -> dict:
+    """Means and standard errors over data of per-datum ``log_px`` and ``elbo``, their gap and bits/dim."""
     lp, el = est["log_px"], est["elbo"]
     se = lambda t: float(t.std(unbiased=True) / math.sqrt(len(t))) if len(t) > 1 else float("nan")  # noqa: E731
-    stats = latent_statistics(vae, data)
-    report = {
-        "n": len(data),
-        "iwae_samples": num_samples,
-        "elbo": float(el.mean()), "elbo_se": se(el),
-        "log_px": float(lp.mean()), "log_px_se": se(lp),
-        "gap": float((lp - el).mean()),
-        "bits_per_dim": float(bits_per_dim(lp, n_dims, vae.likelihood.discrete, bin_width).mean()),
-        **reconstruction_error(vae, data),
-        "active_units": stats["active_units"],
-        "kl_per_dim": [round(float(v), 4) for v in stats["kl_per_dim"]],
-    }
-    return report
+    n_dims = math.prod(data.shape) if data.mask is None else float(data.mask.sum()) / len(data)
+    return {"n": len(data), "iwae_samples": num_samples, "elbo": float(el.mean()), "elbo_se": se(el),
+            "log_px": float(lp.mean()), "log_px_se": se(lp), "gap": float((lp - el).mean()),
+            "bits_per_dim": float(bits_per_dim(lp, n_dims, discrete, bin_width).mean())}

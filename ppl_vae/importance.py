@@ -8,6 +8,8 @@ the IWAE objective, the evaluation and the diagnostics all need them per datum.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import pyro
 import torch
@@ -32,6 +34,16 @@ def log_importance_weights(model, guide, *args, num_samples: int = 1, **kwargs) 
     model_trace.compute_log_prob()
     log_w = _sum_sites(model_trace, True) - _sum_sites(guide_trace, False)
     return log_w.expand(num_samples, -1) if log_w.dim() == 2 else log_w
+
+
+@dataclass
+class ModelGuide:
+    """A model and guide over (x, mask) with the likelihood that scores x: what the per-datum
+    estimators need, when the pair is not a VAE's own (a label held fixed, a re-fitted guide)."""
+
+    model: Callable
+    guide: Callable
+    likelihood: object
 
 
 def model_device(module) -> torch.device:

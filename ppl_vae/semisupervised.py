@@ -23,6 +23,7 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO
 
 from .data.base import ArrayDataset, as_dataset
 from .evaluate import per_datum_log_weights
+from .importance import ModelGuide
 from .registry import OBJECTIVES, ConfigError
 
 
@@ -150,7 +151,7 @@ def enumerated_log_likelihood(vae, data, num_samples: int = 1000, batch_size: in
         per_class_px, per_class_elbo = [], []
         for c in range(vae.n_classes):
             yc = torch.full((len(xb),), c, device=xb.device, dtype=torch.long)
-            log_w = torch.cat(list(per_datum_log_weights(_Labelled(vae, yc), xb, mb, num_samples)), 0)
+            log_w = torch.cat(list(per_datum_log_weights(_with_label(vae, yc), xb, mb, num_samples)), 0)
             per_class_px.append(torch.logsumexp(log_w, 0) - math.log(num_samples))
             per_class_elbo.append(log_w.mean(0))
         log_q = F.log_softmax(vae.classify(xb, mb), -1).T  # (C, n)
@@ -159,13 +160,10 @@ def enumerated_log_likelihood(vae, data, num_samples: int = 1000, batch_size: in
     return {"log_px": torch.cat(out_px), "elbo": torch.cat(out_elbo)}
 
 
-class _Labelled:
+def _with_label(vae, y) -> ModelGuide:
     """A label-aware VAE with y fixed, seen as a (model, guide) pair over (x, mask)."""
-
-    def __init__(self, vae, y):
-        self.likelihood = vae.likelihood
-        self.model = lambda x, mask=None: vae.model(x, mask, y)
-        self.guide = lambda x, mask=None: vae.guide(x, mask, y)
+    return ModelGuide(lambda x, mask=None: vae.model(x, mask, y), lambda x, mask=None: vae.guide(x, mask, y),
+                      vae.likelihood)
 
 
 def train_classifier(classifier: torch.nn.Module, labelled: ArrayDataset, val: Optional[ArrayDataset] = None,
@@ -201,7 +199,7 @@ def evaluate_labelled(vae, data: ArrayDataset, num_samples: int = 1000, bin_widt
                       batch_size: int = 100) -> dict:
     """The report of a label-aware VAE on labelled test data. M2: accuracy of q(y | x) and the
     enumerated log p(x) (``num_samples`` draws per class); conditional VAE: log p(x | y)."""
-    from .likelihoods import bits_per_dim
+    from .evaluate import bound_report
 
     data = as_dataset(data).to(vae.device)
     if hasattr(vae, "classify"):
@@ -213,14 +211,8 @@ def evaluate_labelled(vae, data: ArrayDataset, num_samples: int = 1000, bin_widt
         px, el = [], []
         for start in range(0, len(data), batch_size):
             part = data.subset(slice(start, start + batch_size))
-            log_w = torch.cat(list(per_datum_log_weights(_Labelled(vae, part.y), part.x, part.mask, num_samples)), 0)
+            log_w = torch.cat(list(per_datum_log_weights(_with_label(vae, part.y), part.x, part.mask, num_samples)), 0)
             px.append((torch.logsumexp(log_w, 0) - math.log(num_samples)).cpu())
             el.append(log_w.mean(0).cpu())
         est, report = {"log_px": torch.cat(px), "elbo": torch.cat(el)}, {"conditional_on_label": True}
-    lp, el = est["log_px"], est["elbo"]
-    se = lambda t: float(t.std() / math.sqrt(len(t))) if len(t) > 1 else float("nan")  # noqa: E731
-    n_dims = math.prod(data.shape)
-    report.update({"n": len(data), "iwae_samples": num_samples, "elbo": float(el.mean()), "elbo_se": se(el),
-                   "log_px": float(lp.mean()), "log_px_se": se(lp), "gap": float((lp - el).mean()),
-                   "bits_per_dim": float(bits_per_dim(lp, n_dims, vae.likelihood.discrete, bin_width).mean())})
-    return report
+    return {**report, **bound_report(est, data, num_samples, vae.likelihood.discrete, bin_width)}

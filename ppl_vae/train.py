@@ -120,14 +120,14 @@ def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: i
                         opt.step()
                         if hasattr(objective, "after_step"):
                             objective.after_step(vae, xb, mb, state.step)
-                        total += loss.detach() / world
+                        total += loss.detach()
                         state.step += 1
                         bar.update(len(xb) * world)
             except ValueError:  # a distribution refusing NaN parameters: divergence if the weights are NaN
                 if all(torch.isfinite(p).all() for p in vae.parameters()):
                     raise
                 total = total * float("nan")
-            train_loss = float(distributed.all_reduce_sum(total)) / n  # the one host sync of the epoch
+            train_loss = float(distributed.all_reduce_sum(total)) / (n * world)  # the one host sync of the epoch
             if not math.isfinite(train_loss):
                 vae.load_state_dict(good)
                 raise TrainingDiverged(

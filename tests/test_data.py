@@ -92,3 +92,17 @@ def test_array_dataset_checks_shapes():
         ArrayDataset(torch.zeros(5, 3), y=torch.zeros(4))
     with pytest.raises(ConfigError, match=r"n_data, \*datum_shape"):
         ArrayDataset(torch.zeros(5))
+
+
+def test_array_labels_are_checked_and_give_the_class_count(tmp_path):
+    x = np.random.default_rng(0).random((30, 4)).astype(np.float32)
+    np.savez(tmp_path / "ok.npz", x=x, y=np.arange(30) % 3)
+    splits = load_data(DataConfig(name="array", path=str(tmp_path / "ok.npz"), preprocess="none", labels=6))
+    assert splits.meta["n_classes"] == 3 and len(splits.labelled) == 6
+    assert sorted(splits.labelled.y.tolist()) == [0, 0, 1, 1, 2, 2]
+    np.savez(tmp_path / "neg.npz", x=x, y=np.arange(30) - 1)
+    with pytest.raises(ConfigError, match="labels 'y' must be non-negative integers"):
+        load_data(DataConfig(name="array", path=str(tmp_path / "neg.npz"), preprocess="none"))
+    np.save(tmp_path / "nolabels.npy", x)
+    with pytest.raises(ConfigError, match="data.labels needs labelled data"):
+        load_data(DataConfig(name="array", path=str(tmp_path / "nolabels.npy"), preprocess="none", labels=6))

@@ -55,6 +55,8 @@ def test_diagnose_refuses_bad_input_and_writes_nothing(run_dir, report, tmp_path
     fresh = tmp_path / "fresh"
     assert "--samples must be at least 10" in error_of("diagnose", run_dir, "--out", fresh, "--samples", "5")
     assert "--nuts-draws >= 50" in error_of("diagnose", run_dir, "--out", fresh, "--nuts-draws", "10")
+    assert "--n must be >= 1" in error_of("diagnose", run_dir, "--out", fresh, "--n", "0")
+    assert "--sbc >= 10" in error_of("diagnose", run_dir, "--out", fresh, "--sbc", "3")
     assert not fresh.exists()
     assert not list(tmp_path.glob(".fresh-*"))
 

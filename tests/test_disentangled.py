@@ -78,8 +78,10 @@ def test_dip_lambda_defaults_and_capacity_schedule():
     assert DIPVAEObjective("i", lambda_od=5).lambda_d == 50 and DIPVAEObjective("ii", lambda_od=5).lambda_d == 5
     cap = CapacityObjective(gamma=100, capacity=20, capacity_steps=1000)
     assert [cap.capacity_at(s) for s in (0, 500, 1000, 5000)] == [0, 10, 20, 20]
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="kind must be 'i' or 'ii'"):
         DIPVAEObjective("iii")
+    with pytest.raises(ConfigError, match="gamma > 0"):
+        CapacityObjective(gamma=0)
     with pytest.raises(ConfigError, match="mws"):
         TCVAEObjective(estimator="exact")
 

@@ -72,8 +72,7 @@ def load_data(cfg) -> Splits:
         raise ConfigError(f"unknown data.preprocess '{cfg.preprocess}'; choose one of: {', '.join(PREPROCESS)}")
     if not 0 <= cfg.val_fraction < 1:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.val_fraction}")
-    extra = {"limit": cfg.limit} if cfg.name == "dsprites" else {}  # generated data: render only what is used
-    raw = DATASETS.get(cfg.name)(path=cfg.path, columns=cfg.columns, **extra)
+    raw = DATASETS.get(cfg.name)(path=cfg.path, columns=cfg.columns, limit=cfg.limit)
     x, y = raw.train_x, raw.train_y
     if raw.test_x is None:  # the source has no test split: hold out 20%
         keep, test = _split_indices(len(x), 0.2, cfg.seed)

@@ -1,5 +1,8 @@
 """Raw data sources: each returns ``Raw(train_x, train_y, test_x, test_y, max_level, meta)``.
 
+Every loader takes ``(path, columns, limit)``; ``limit`` (the number of training data that will be
+kept) matters only to sources that generate their data, which then render no more than needed.
+
 * ``digits``: scikit-learn's bundled 8x8 digits (levels 0..16), the embedded default.
 * ``fashion-mnist`` / ``mnist``: the four IDX files (plain or .gz) from a directory.
 * ``array``: a ``.npy`` (data only) or ``.npz`` (arrays ``x`` and optionally ``y``) file.
@@ -33,7 +36,7 @@ class Raw:
 
 
 @DATASETS.register("digits")
-def load_digits_raw(path: str = "", columns=None) -> Raw:
+def load_digits_raw(path: str = "", columns=None, limit: int = 0) -> Raw:
     from sklearn.datasets import load_digits
 
     d = load_digits()
@@ -78,21 +81,21 @@ def load_idx_dir(directory: str, what: str, how_to_get: str) -> Raw:
 
 
 @DATASETS.register("fashion-mnist")
-def load_fashion_mnist_raw(path: str = "", columns=None) -> Raw:
+def load_fashion_mnist_raw(path: str = "", columns=None, limit: int = 0) -> Raw:
     return load_idx_dir(path or FASHION_MNIST_DIR, "Fashion-MNIST",
                         "install it with 'apt-get install -y dataset-fashion-mnist' or set data.path to a "
                         "directory holding the four IDX files")
 
 
 @DATASETS.register("mnist")
-def load_mnist_raw(path: str = "", columns=None) -> Raw:
+def load_mnist_raw(path: str = "", columns=None, limit: int = 0) -> Raw:
     if not path:
         raise ConfigError("the mnist dataset needs data.path: a directory holding the four MNIST IDX files")
     return load_idx_dir(path, "MNIST", "set data.path to a directory holding the four IDX files")
 
 
 @DATASETS.register("array")
-def load_array_raw(path: str = "", columns=None) -> Raw:
+def load_array_raw(path: str = "", columns=None, limit: int = 0) -> Raw:
     p = Path(path)
     if not path or not p.is_file():
         raise ConfigError(f"data file '{path}' not found; set data.path to a .npy or .npz file")
@@ -136,7 +139,7 @@ def _column_type(values: List[str]) -> str:
 
 
 @DATASETS.register("csv")
-def load_csv_raw(path: str = "", columns=None) -> Raw:
+def load_csv_raw(path: str = "", columns=None, limit: int = 0) -> Raw:
     """A CSV table. Column types are inferred (or given as data.columns); categorical values are
     coded 0..K-1 in sorted order; missing cells become NaN and are masked out."""
     p = Path(path)

@@ -17,6 +17,7 @@ import torch
 from pyro.infer import MCMC, NUTS, Trace_ELBO
 
 from ..evaluate import per_datum_log_weights
+from ..importance import ModelGuide
 from . import arviz_adapter as adapter
 
 
@@ -79,18 +80,12 @@ def reoptimized_elbo(vae, x: torch.Tensor, mask=None, steps: int = 500, particle
             elbo.differentiable_loss(vae.model, local_guide, x, mask).backward()
             opt.step()
         with torch.no_grad():
-            log_w = torch.cat(list(per_datum_log_weights(_GuideSwap(vae, local_guide), x, mask, eval_samples)), 0)
+            pair = ModelGuide(vae.model, local_guide, vae.likelihood)
+            log_w = torch.cat(list(per_datum_log_weights(pair, x, mask, eval_samples)), 0)
         return float(log_w.mean()), float(torch.logsumexp(log_w[:, 0], 0) - math.log(eval_samples))
     finally:
         for p in vae.parameters():
             p.requires_grad_(True)
-
-
-class _GuideSwap:
-    """The VAE's model with another guide, for ``per_datum_log_weights``."""
-
-    def __init__(self, vae, guide):
-        self.model, self.guide, self.likelihood = vae.model, guide, vae.likelihood
 
 
 @torch.no_grad()
