@@ -60,6 +60,8 @@ class Likelihood(nn.Module):
         """Decoder output -> list of ``n_params`` tensors, each shaped batch + data_shape."""
         nd = len(self.data_shape)
         batch = params.shape[:-nd]
+        if self.n_params == 1:  # a view: no unbind, whose backward would copy the whole output
+            return [params.reshape(*batch, *self.data_shape)]
         return list(params.reshape(*batch, self.n_params, *self.data_shape).unbind(-nd - 1))
 
     def elementwise(self, params: list) -> dist.TorchDistribution:
@@ -105,6 +107,15 @@ class Likelihood(nn.Module):
             )
 
 
+class _BernoulliEvent(dist.Independent):
+    """Independent Bernoulli(logits) whose log_prob negates after summing over the event, not before:
+    the same value as ``Bernoulli(logits).to_event(n)`` with one fewer full-size op forward and backward."""
+
+    def log_prob(self, value):
+        bce = F.binary_cross_entropy_with_logits(*torch.broadcast_tensors(self.base_dist.logits, value), reduction="none")
+        return -bce.sum(tuple(range(-self.reinterpreted_batch_ndims, 0)))
+
+
 @LIKELIHOODS.register("bernoulli")
 class BernoulliLikelihood(Likelihood):
     """Bernoulli on binary data, parameterized by logits."""
@@ -116,6 +127,11 @@ class BernoulliLikelihood(Likelihood):
 
     def elementwise(self, params):
         return dist.Bernoulli(logits=params[0], validate_args=False)
+
+    def forward(self, params: torch.Tensor, mask: Optional[torch.Tensor] = None) -> dist.TorchDistribution:
+        if mask is not None:
+            return super().forward(params, mask)
+        return _BernoulliEvent(self.elementwise(self.split(params)), len(self.data_shape))
 
     def in_support(self, x):
         return (x == 0) | (x == 1)

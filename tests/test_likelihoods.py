@@ -127,3 +127,21 @@ def test_bits_per_dim():
     # a density on [0, 1]-scaled 8-bit data pays log2(255) bits per dimension for the bin
     assert torch.allclose(bits_per_dim(log_px, 784, discrete=False, bin_width=1 / 255),
                           torch.tensor([1.0 + math.log2(255)]))
+
+
+@pytest.mark.parametrize("shape", [(12,), (1, 4, 5)])
+def test_bernoulli_event_log_prob_equals_independent_bernoulli(shape):
+    import pyro.distributions as pdist
+
+    from ppl_vae.likelihoods import BernoulliLikelihood
+
+    lik = BernoulliLikelihood().setup(shape)
+    logits = torch.randn(7, *shape, requires_grad=True)
+    x = torch.bernoulli(torch.rand(7, *shape))
+    ours = lik(logits).log_prob(x)
+    reference = pdist.Bernoulli(logits=logits).to_event(len(shape)).log_prob(x)
+    assert ours.shape == (7,) and torch.allclose(ours, reference, atol=1e-5)
+    g1, = torch.autograd.grad(ours.sum(), logits)
+    g2, = torch.autograd.grad(reference.sum(), logits)
+    assert torch.allclose(g1, g2, atol=1e-6)
+    assert lik(logits).expand((3, 7)).log_prob(x).shape == (3, 7)  # Pyro's plates expand it
