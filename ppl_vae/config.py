@@ -59,6 +59,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     clip_grad: float = 0.0
+    trace: bool = True  # replay the Pyro program's loss from a recorded graph where that is exact (ppl_vae.tracing)
+    compile: bool = False  # also compile that graph with torch.compile (seconds per batch shape; CPU needs a C++ compiler)
 
 
 @dataclass

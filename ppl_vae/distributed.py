@@ -89,20 +89,19 @@ def shard() -> "tuple | None":
 
 
 class LossModule(nn.Module):
-    """What DDP wraps: forward returns the objective's differentiable loss (times the world size)."""
+    """What DDP wraps: forward returns ``loss_fn``'s differentiable loss (times the world size)."""
 
-    def __init__(self, vae: nn.Module, objective):
+    def __init__(self, vae: nn.Module, loss_fn):
         super().__init__()
-        self.vae, self.objective = vae, objective
+        self.vae, self.loss_fn = vae, loss_fn
 
     def forward(self, x, mask=None, step: int = 0, **kwargs):
-        return self.objective.loss(self.vae, x, mask, step=step, **kwargs) * world_size()
+        return self.loss_fn(x, mask, step=step, **kwargs) * world_size()
 
 
-def wrap(vae: nn.Module, objective, device: torch.device):
-    """``(callable computing the loss, module)``: a DDP module when distributed, else the objective."""
+def wrap(vae: nn.Module, loss_fn, device: torch.device):
+    """``loss_fn(x, mask, step=...)`` itself, or a DDP module computing it when distributed."""
     if not active():
-        return lambda x, mask=None, step=0, **kw: objective.loss(vae, x, mask, step=step, **kw)
-    ddp = nn.parallel.DistributedDataParallel(LossModule(vae, objective),
-                                              device_ids=[device.index] if device.type == "cuda" else None)
-    return ddp
+        return loss_fn
+    return nn.parallel.DistributedDataParallel(LossModule(vae, loss_fn),
+                                               device_ids=[device.index] if device.type == "cuda" else None)

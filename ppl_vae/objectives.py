@@ -88,7 +88,13 @@ def make_schedule(beta: Union[float, Callable[[int], float]] = 1.0, schedule: st
 # ---- objectives -----------------------------------------------------------------------------
 @OBJECTIVES.register("elbo")
 class Objective:
-    """The (beta-)ELBO estimated by a Pyro ELBO (``Trace_ELBO`` unless ``analytic_kl``)."""
+    """The (beta-)ELBO estimated by a Pyro ELBO (``Trace_ELBO`` unless ``analytic_kl``).
+
+    ``loss_at(vae, x, mask, beta)`` is the loss as a function of beta alone; ``loss`` evaluates it at
+    the schedule's beta. Objectives of that form are ``traceable`` (see ``ppl_vae.tracing``).
+    """
+
+    traceable = True
 
     def __init__(self, num_particles: int = 1, beta=1.0, schedule: str = "constant", analytic_kl: bool = False,
                  pyro_elbo: bool = False, **schedule_args):
@@ -107,9 +113,13 @@ class Objective:
                 return loss
         return self.elbo.differentiable_loss(vae.model, vae.guide, x, mask, beta=beta)
 
+    def loss_at(self, vae, x, mask, beta) -> torch.Tensor:
+        """The loss at a given beta (a float or a 0-dim tensor), summed over the batch."""
+        return self._elbo_loss(vae, x, mask, beta)
+
     def loss(self, vae, x, mask=None, step: int = 0) -> torch.Tensor:
         """The training loss, summed over the batch."""
-        return self._elbo_loss(vae, x, mask, self.beta(step))
+        return self.loss_at(vae, x, mask, self.beta(step))
 
     def eval_loss(self, vae, x, mask=None) -> torch.Tensor:
         """The negative bound itself (beta = 1, no penalties), summed over the batch: for validation."""
@@ -132,15 +142,12 @@ class IWAEObjective(Objective):
         super().__init__(1, beta, schedule, **schedule_args)
         self.k = int(num_particles)
 
-    def _bound(self, vae, x, mask, beta):
+    def loss_at(self, vae, x, mask, beta):
         log_w = log_importance_weights(vae.model, vae.guide, x, mask, beta=beta, num_samples=self.k)
         return -log_mean_exp(log_w, 0).sum()
 
-    def loss(self, vae, x, mask=None, step: int = 0):
-        return self._bound(vae, x, mask, self.beta(step))
-
     def eval_loss(self, vae, x, mask=None):
-        return self._bound(vae, x, mask, 1.0)
+        return self.loss_at(vae, x, mask, 1.0)
 
 
 def as_objective(objective) -> Objective:

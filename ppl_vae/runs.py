@@ -147,7 +147,7 @@ def train_run(cfg: Config, out_dir, progress: bool = True, resume: bool = False,
         t = cfg.train
         fit(vae, splits.train, val=splits.val, objective=objective, epochs=t.epochs, batch_size=t.batch_size,
             lr=t.lr, optimizer=t.optimizer, device=t.device, seed=t.seed, progress=progress, state=state,
-            on_epoch_end=checkpoint, clip_grad=t.clip_grad or None)
+            on_epoch_end=checkpoint, clip_grad=t.clip_grad or None, trace=("compile" if t.compile else "auto") if t.trace else False)
     except BaseException:
         if fresh and main:  # nothing was trained: leave no half-made run directory behind
             shutil.rmtree(run, ignore_errors=True)

@@ -9,6 +9,7 @@ Knows nothing of files: ``on_epoch_end(vae, state)`` is where callers checkpoint
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from . import distributed
 from .data.base import ArrayDataset, as_dataset
 from .objectives import as_objective
 from .registry import ConfigError
+from .tracing import TracedLoss
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
               "rmsprop": torch.optim.RMSprop}
@@ -52,9 +54,24 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def make_optimizer(params, name: str = "adam", lr: float = 1e-3, **kwargs) -> torch.optim.Optimizer:
+    """A torch optimizer; its fused implementation (one kernel for all parameters, no per-parameter
+    temporaries) where torch has one for this optimizer and device, unless ``fused`` is given."""
     if name not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer '{name}'; choose one of: {', '.join(OPTIMIZERS)}")
-    return OPTIMIZERS[name](params, lr=lr, **kwargs)
+    cls, params = OPTIMIZERS[name], list(params)
+    if "fused" not in kwargs and "foreach" not in kwargs and _fused_available(cls, params):
+        kwargs["fused"] = True
+    return cls(params, lr=lr, **kwargs)
+
+
+def _fused_available(cls, params) -> bool:
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+        devices = set(_get_fused_kernels_supported_devices())
+    except ImportError:  # an older torch: keep its default implementation
+        return False
+    return ("fused" in inspect.signature(cls.__init__).parameters and len(params) > 0
+            and all(p.is_floating_point() and p.device.type in devices for p in params))
 
 
 @torch.no_grad()
@@ -70,13 +87,15 @@ def mean_eval_loss(vae, objective, data: ArrayDataset, batch_size: int = 1024) -
 def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
         optimizer: str = "adam", device: str = "auto", seed: int = 0, progress: bool = True,
         state: Optional[TrainState] = None, on_epoch_end: Optional[Callable] = None,
-        clip_grad: Optional[float] = None) -> List[dict]:
+        clip_grad: Optional[float] = None, trace="auto") -> List[dict]:
     """Train ``vae`` on ``train``; returns the per-epoch history (train loss and validation ELBO per datum).
 
     Inside a torch.distributed process group (see ``ppl_vae.distributed``) every rank trains on its
     own block of each global batch of ``batch_size`` and gradients are averaged by DDP.
     ``state`` resumes a run (its epoch, optimizer state and history); ``on_epoch_end(vae, state)``
-    is called after every epoch. Raises ``TrainingDiverged`` on a NaN/inf loss, keeping the
+    is called after every epoch. ``trace``: replay the Pyro program's loss from a recorded graph
+    where that is exact ("auto", the default; True warns when it cannot; "compile" also compiles the
+    graph; False never; see ``ppl_vae.tracing``); each history record says whether the epoch ran ``traced``. Raises ``TrainingDiverged`` on a NaN/inf loss, keeping the
     parameters of the last good epoch.
     """
     device = resolve_device(device)
@@ -95,7 +114,8 @@ def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: i
     if state.optimizer is not None:
         opt.load_state_dict(state.optimizer)
     n = len(train)
-    loss_fn = distributed.wrap(vae, objective, device)
+    traced = TracedLoss(vae, objective, trace)
+    loss_fn = distributed.wrap(vae, traced, device)
     world, shard = distributed.world_size(), distributed.shard()
     bar = tqdm(total=epochs * n, initial=min(state.epoch, epochs) * n, unit="img", unit_scale=True,
                disable=not progress or not distributed.is_main(), desc="train", dynamic_ncols=True, leave=False)
@@ -134,7 +154,8 @@ def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: i
                     f"training diverged in epoch {epoch + 1}: the loss became NaN or infinite; the parameters of "
                     f"the last good epoch ({epoch}) were kept. Lower the learning rate (train.lr) or check the data."
                 )
-            record = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": time.perf_counter() - start}
+            record = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": time.perf_counter() - start,
+                      "traced": traced.traced}
             if val is not None:
                 vae.eval()
                 record["val_elbo"] = mean_eval_loss(vae, objective, val)

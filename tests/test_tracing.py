@@ -1,0 +1,162 @@
+"""The traced training step replays exactly what the Pyro program computes, or steps aside."""
+import shutil
+
+import pyro
+import pytest
+import torch
+from torch import nn
+
+from ppl_vae.data.base import ArrayDataset
+from ppl_vae.disentangled import TCVAEObjective
+from ppl_vae.likelihoods import NormalLikelihood
+from ppl_vae.objectives import IWAEObjective, Objective
+from ppl_vae.tracing import MAX_SIGNATURES, TracedLoss
+from ppl_vae.train import fit
+from ppl_vae.vae import VAE
+
+X = torch.bernoulli(torch.rand(16, 12, generator=torch.Generator().manual_seed(0)))
+MASK = torch.rand(16, 12, generator=torch.Generator().manual_seed(1)) > 0.3
+
+
+def loss_and_grads(fn, vae, seed):
+    pyro.set_rng_seed(seed)
+    loss = fn()
+    grads = torch.autograd.grad(loss, list(vae.parameters()), allow_unused=True)
+    return loss.detach(), grads
+
+
+CASES = {
+    "default": lambda: (VAE((12,), 3, hidden=(8,)), Objective(), None),
+    "vampprior": lambda: (VAE((12,), 3, prior="vamp", hidden=(8,)), Objective(), None),
+    "mixture prior": lambda: (VAE((12,), 3, prior="mixture", hidden=(8,)), Objective(), None),
+    "iaf posterior": lambda: (VAE((12,), 3, posterior="iaf", hidden=(8,)), Objective(), None),
+    "missing entries": lambda: (VAE((12,), 3, hidden=(8,)), Objective(), MASK),
+    "3 particles": lambda: (VAE((12,), 3, hidden=(8,)), Objective(num_particles=3), None),
+    "iwae": lambda: (VAE((12,), 3, hidden=(8,)), IWAEObjective(num_particles=4), None),
+    "beta warm-up": lambda: (VAE((12,), 3, hidden=(8,)), Objective(beta=4.0, schedule="linear", warmup_steps=3), None),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_replay_equals_the_pyro_program_in_value_and_gradient(case):
+    torch.manual_seed(0)
+    vae, objective, mask = CASES[case]()
+    traced = TracedLoss(vae, objective)
+    with pyro.validation_enabled(False):
+        traced(X, mask, step=0)  # records and checks
+        for step in (1, 2, 5):
+            a, ga = loss_and_grads(lambda: traced(X, mask, step=step), vae, seed=step)
+            assert traced.traced, traced.reason
+            b, gb = loss_and_grads(lambda: objective.loss(vae, X, mask, step=step), vae, seed=step)
+            assert torch.allclose(a, b, rtol=1e-6), (step, a, b)
+            assert all(torch.allclose(u, v, rtol=1e-5, atol=1e-7) for u, v in zip(ga, gb) if u is not None)
+    assert len(traced.graphs) == 1  # one graph serves every beta of the schedule
+
+
+def test_a_new_batch_shape_gets_its_own_graph_and_too_many_shapes_run_eagerly():
+    vae = VAE((12,), 3, hidden=(8,))
+    traced = TracedLoss(vae, Objective())
+    for n in range(2, 2 + MAX_SIGNATURES):
+        traced(X[:n])
+    assert len(traced.graphs) == MAX_SIGNATURES and traced.traced
+    traced(X[:1])
+    assert not traced.traced and "input shapes" in traced.reason
+
+
+def test_fit_gives_the_same_run_traced_or_eager(digits):
+    x, _ = digits
+    data = ArrayDataset(x[:230], binarize=True)  # 230 = 5 batches of 40 and a last batch of 30: two graphs
+    runs = []
+    for trace in (True, False):
+        torch.manual_seed(0)
+        vae = VAE((64,), 3, hidden=(16,), likelihood="bernoulli")
+        history = fit(vae, data, epochs=2, batch_size=40, progress=False, seed=3, device="cpu", trace=trace)
+        runs.append((vae, history))
+    (a, ha), (b, hb) = runs
+    assert [h["traced"] for h in ha] == [True, True] and [h["traced"] for h in hb] == [False, False]
+    assert [h["train_loss"] for h in ha] == pytest.approx([h["train_loss"] for h in hb], rel=1e-6)
+    assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), b.parameters()))
+
+
+class BranchOnData(nn.Module):
+    """A model whose structure depends on the data's values: no single graph can stand for it."""
+
+    def __init__(self):
+        super().__init__()
+        self.vae = VAE((12,), 3, hidden=(8,))
+
+    def model(self, x, mask=None, beta=1.0):
+        if x.sum() > 0:  # Python branching on a tensor value
+            return self.vae.model(x, mask, beta)
+        return self.vae.model(x, mask, beta)
+
+    def guide(self, x, mask=None, beta=1.0):
+        return self.vae.guide(x, mask, beta)
+
+
+class CountsCalls(nn.Module):
+    """A guide whose scale depends on Python state that changes every call: a trace would freeze it."""
+
+    def __init__(self):
+        super().__init__()
+        self.vae, self.calls = VAE((12,), 3, hidden=(8,)), 0
+
+    def model(self, x, mask=None, beta=1.0):
+        return self.vae.model(x, mask, beta)
+
+    def guide(self, x, mask=None, beta=1.0):
+        self.calls += 1
+        loc, scale = self.vae.encoder(x)
+        with pyro.plate("data", x.shape[0], dim=-1):
+            return pyro.sample("z", pyro.distributions.Normal(loc, scale * self.calls).to_event(1))
+
+
+@pytest.mark.parametrize("program, why", [(BranchOnData, "could not be traced"), (CountsCalls, "differs")])
+def test_programs_a_graph_cannot_stand_for_run_eagerly(program, why):
+    torch.manual_seed(0)
+    module = program()
+    traced = TracedLoss(module, Objective(), mode=True)
+    with pytest.warns(UserWarning, match=why):
+        first = traced(X)
+    assert not traced.traced and why in traced.reason
+    assert torch.isfinite(first)
+    pyro.set_rng_seed(4)
+    a = traced(X)
+    if program is BranchOnData:  # deterministic given the seed: the fallback is the Pyro program itself
+        pyro.set_rng_seed(4)
+        assert torch.equal(a, Objective().loss(module, X))
+
+
+def test_objectives_with_terms_of_their_own_are_not_traced():
+    vae = VAE((12,), 3, hidden=(8,))
+    traced = TracedLoss(vae, TCVAEObjective(beta=2.0, dataset_size=16))
+    traced(X)
+    assert not traced.traced and "not a function of" in traced.reason
+    off = TracedLoss(vae, Objective(), mode=False)
+    off(X)
+    assert not off.traced
+
+
+def test_a_normal_likelihood_with_learned_scale_traces():
+    vae = VAE((12,), 3, hidden=(8,), likelihood=NormalLikelihood(scale="decoder"))
+    traced = TracedLoss(vae, Objective())
+    x = torch.randn(16, 12)
+    traced(x)
+    traced(x)
+    assert traced.traced, traced.reason
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on a CPU needs a C++ compiler")
+def test_compiled_graph_matches_the_pyro_program():
+    torch.manual_seed(0)
+    vae, objective = VAE((12,), 3, hidden=(8,)), Objective(beta=2.0, schedule="linear", warmup_steps=4)
+    traced = TracedLoss(vae, objective, mode="compile")
+    traced(X, step=0)  # records, compiles (forward and backward) and checks against the Pyro program
+    assert traced.traced, traced.reason
+    for step in (1, 3, 6):
+        a, ga = loss_and_grads(lambda: traced(X, step=step), vae, seed=step)
+        assert traced.traced
+        b, gb = loss_and_grads(lambda: objective.loss(vae, X, step=step), vae, seed=step)
+        assert torch.allclose(a, b, rtol=1e-5), (step, a, b)  # same random draws; fused kernels round differently
+        assert all(torch.allclose(u, v, rtol=1e-4, atol=1e-6) for u, v in zip(ga, gb))
