@@ -140,7 +140,7 @@ class TracedLoss:
         return self.objective.loss_at(self.vae, x, mask, beta)
 
     def _warn(self) -> None:
-        if self.mode is True:
+        if self.mode is True or self.mode == "compile":
             warnings.warn(f"ppl-vae: training runs the Pyro program eagerly (slower): {self.reason}", stacklevel=3)
 
 
@@ -152,8 +152,8 @@ def _compare(eager: torch.Tensor, replay: torch.Tensor, params) -> str:
         return ""
     g_eager = torch.autograd.grad(eager.sum(), params, allow_unused=True)
     g_replay = torch.autograd.grad(replay.sum(), params, allow_unused=True)
-    for a, b in zip(g_eager, g_replay):
-        if (a is None) != (b is None) or (a is not None and not torch.allclose(a, b, rtol=1e-4, atol=1e-6)):
+    for a, b in zip(g_eager, g_replay):  # relative to each gradient's norm: fused kernels round differently
+        if (a is None) != (b is None) or (a is not None and float((a - b).norm()) > 1e-5 * float(a.norm()) + 1e-8):
             return "gradients"
     return ""
 
