@@ -95,8 +95,9 @@ def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: i
     ``state`` resumes a run (its epoch, optimizer state and history); ``on_epoch_end(vae, state)``
     is called after every epoch. ``trace``: replay the Pyro program's loss from a recorded graph
     where that is exact ("auto", the default; True warns when it cannot; "compile" also compiles the
-    graph; False never; see ``ppl_vae.tracing``); each history record says whether the epoch ran ``traced``. Raises ``TrainingDiverged`` on a NaN/inf loss, keeping the
-    parameters of the last good epoch.
+    graph; False never; see ``ppl_vae.tracing``); each history record says whether the epoch ran
+    ``traced``. Raises ``TrainingDiverged`` on a NaN/inf loss, keeping the parameters of the last
+    good epoch.
     """
     device = resolve_device(device)
     vae.to(device)
