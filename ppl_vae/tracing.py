@@ -25,6 +25,9 @@ import pyro
 import torch
 from torch import nn
 
+from .registry import ConfigError
+
+MODES = ("auto", True, False, "compile")
 MAX_SIGNATURES = 8  # full batch, last partial batch, ...: more than this means shapes keep changing
 
 
@@ -57,6 +60,8 @@ class TracedLoss:
     """
 
     def __init__(self, vae: nn.Module, objective, mode="auto"):
+        if not any(mode is m or mode == m for m in MODES):
+            raise ConfigError(f"trace must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
         self.vae, self.objective, self.mode = vae, objective, mode
         self.module = _LossAt(vae, objective)
         self.graphs: dict = {}
