@@ -1,12 +1,16 @@
 """ppl-vae: variational autoencoders as Pyro programs.
 
-The public entry points; every registered component (priors, likelihoods, networks, objectives)
-is importable by name after ``import ppl_vae``.
+The public entry points. Importing ``ppl_vae`` registers every component, objective and model
+kind under its name (``ppl_vae.registry``). The layers, from the bottom: ``registry`` and
+``config``; ``components`` and ``data``; ``evaluation`` and ``plots``; ``objectives``; ``kinds``,
+``training`` and ``diagnostics``; ``runs``; ``cli`` (the contract is in ``pyproject.toml``).
 """
-from . import disentangled, likelihoods, nets, objectives, priors, semisupervised, tabular  # noqa: F401  (registrations)
-from .evaluate import evaluate, iwae_log_likelihood
-from .ssvae import ConditionalVAE, SemiSupervisedVAE
-from .train import fit
-from .vae import VAE
 
-__all__ = ["VAE", "ConditionalVAE", "SemiSupervisedVAE", "evaluate", "fit", "iwae_log_likelihood"]
+from ppl_vae import components, kinds, objectives  # noqa: F401  (registrations)
+from ppl_vae.config import Config
+from ppl_vae.evaluation import evaluate, iwae_log_likelihood
+from ppl_vae.kinds import VAE, ConditionalVAE, SemiSupervisedVAE
+from ppl_vae.registry import ConfigError
+from ppl_vae.training import fit
+
+__all__ = ["VAE", "ConditionalVAE", "SemiSupervisedVAE", "Config", "ConfigError", "evaluate", "fit", "iwae_log_likelihood"]

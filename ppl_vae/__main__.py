@@ -1,4 +1,5 @@
 """``python -m ppl_vae`` runs the command line."""
+
 import sys
 
 from .cli import main

@@ -1,27 +1,36 @@
-"""Matplotlib figures for a trained VAE: samples, reconstructions, interpolations, latent
-traversals, the latent map, and loss curves. Each function returns a Figure; ``save_run_figures``
-writes the standard set as PNGs.
+"""Matplotlib figures for a trained model: samples, reconstructions, interpolations, latent
+traversals, the latent map, and loss curves. Each function returns a Figure and asks of the model
+only the methods it uses (``generate``, ``reconstruct``, ``embed``, ``decoder``, ``likelihood``).
+Which figures a run draws is its kind's choice (``ModelKind.figures``); ``save_figures`` writes them.
+
+Importing this module leaves matplotlib's backend alone (figures show in Jupyter); the command
+line picks a non-interactive backend itself.
 """
+
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-
-def _as_images(x: torch.Tensor, image_shape) -> np.ndarray:
-    x = x.detach().float().cpu().reshape(len(x), *image_shape).numpy()
-    return x[:, 0] if x.shape[1] == 1 else np.moveaxis(x, 1, -1)
+    from ppl_vae.data.base import ArrayDataset
 
 
-def image_grid(x: torch.Tensor, image_shape, nrow: int, title: str = "", row_labels: Optional[List[str]] = None):
+def _as_images(x: torch.Tensor, image_shape: Sequence[int]) -> np.ndarray:
+    arr = x.detach().float().cpu().reshape(len(x), *image_shape).numpy()
+    return arr[:, 0] if arr.shape[1] == 1 else np.moveaxis(arr, 1, -1)
+
+
+def image_grid(
+    x: torch.Tensor, image_shape: Sequence[int], nrow: int, title: str = "", row_labels: Optional[List[str]] = None
+) -> Figure:
     """A grid of images, ``nrow`` per row, one shared grey scale."""
     imgs = _as_images(x, image_shape)
     ncol = nrow
@@ -44,38 +53,20 @@ def image_grid(x: torch.Tensor, image_shape, nrow: int, title: str = "", row_lab
 
 
 @torch.no_grad()
-def samples_figure(vae, image_shape, n: int = 64):
-    if hasattr(vae, "generate_grid"):  # label-aware: one row per class
-        return conditional_generation_figure(vae, image_shape, max(1, n // vae.n_classes))
+def samples_figure(vae: Any, image_shape: Sequence[int], n: int = 64) -> Figure:
+    """A grid of ``n`` data generated from the prior (the decoder's mean)."""
     return image_grid(vae.generate(n), image_shape, int(math.sqrt(n)), "samples from the prior (decoder mean)")
 
 
 @torch.no_grad()
-def conditional_generation_figure(vae, image_shape, n_styles: int = 8):
-    """One row per class, one column per style z drawn from the prior (shared down each column)."""
-    return image_grid(vae.generate_grid(n_styles), image_shape, n_styles,
-                      "conditional generation: rows are classes, columns share z",
-                      row_labels=[str(c) for c in range(vae.n_classes)])
-
-
-@torch.no_grad()
-def style_transfer_figure(vae, x, y, image_shape, n: int = 6):
-    """Each row: z encoded from one image (left, with its own label), decoded with every class."""
-    x, y = x[:n].to(vae.device), y[:n].to(vae.device)
-    grid = torch.cat([torch.cat([x[i:i + 1], out]) for i, out in
-                      enumerate(vae.style_transfer(x, y).reshape(len(x), vae.n_classes, *x.shape[1:]))])
-    return image_grid(grid, image_shape, vae.n_classes + 1, f"style transfer: input, then its z with classes 0..{vae.n_classes - 1}")
-
-
-@torch.no_grad()
-def reconstructions_figure(vae, x, image_shape, n: int = 12):
+def reconstructions_figure(vae: Any, x: torch.Tensor, image_shape: Sequence[int], n: int = 12) -> Figure:
     x = x[:n].to(vae.device)
     both = torch.cat([x, vae.reconstruct(x)])
     return image_grid(both, image_shape, len(x), "inputs (top) and reconstructions (bottom)")
 
 
 @torch.no_grad()
-def interpolation_figure(vae, x, image_shape, pairs: int = 4, steps: int = 10):
+def interpolation_figure(vae: Any, x: torch.Tensor, image_shape: Sequence[int], pairs: int = 4, steps: int = 10) -> Figure:
     x = x[: 2 * pairs].to(vae.device)
     z = vae.embed(x)
     t = torch.linspace(0, 1, steps, device=z.device)[:, None]
@@ -85,22 +76,35 @@ def interpolation_figure(vae, x, image_shape, pairs: int = 4, steps: int = 10):
 
 
 @torch.no_grad()
-def traversal_figure(vae, x, image_shape, dims: Optional[List[int]] = None, steps: int = 9, span: float = 3.0,
-                     labels: Optional[List[str]] = None, title: str = ""):
+def traversal_figure(
+    vae: Any,
+    x: torch.Tensor,
+    image_shape: Sequence[int],
+    dims: Optional[List[int]] = None,
+    steps: int = 9,
+    span: float = 3.0,
+    labels: Optional[List[str]] = None,
+    title: str = "",
+) -> Figure:
     """Each row moves one latent dimension from -span to +span around a datum's posterior mean."""
     z0 = vae.embed(x[:1].to(vae.device))[0]
     dims = list(range(min(vae.latent_dim, 10))) if dims is None else dims
     values = torch.linspace(-span, span, steps, device=z0.device)
     zs = z0.repeat(len(dims) * steps, 1)
     for r, d in enumerate(dims):
-        zs[r * steps:(r + 1) * steps, d] = values
+        zs[r * steps : (r + 1) * steps, d] = values
     decoded = vae.likelihood.reconstruct(vae.decoder(zs))
-    return image_grid(decoded, image_shape, steps, title or f"latent traversals ({-span:g} to {span:g})",
-                      row_labels=labels or [f"z{d}" for d in dims])
+    return image_grid(
+        decoded,
+        image_shape,
+        steps,
+        title or f"latent traversals ({-span:g} to {span:g})",
+        row_labels=labels or [f"z{d}" for d in dims],
+    )
 
 
 @torch.no_grad()
-def latent_map_figure(vae, data, max_points: int = 2000):
+def latent_map_figure(vae: Any, data: ArrayDataset, max_points: int = 2000) -> Figure:
     """Posterior means in 2-D (a PCA projection when the latent has more dimensions), coloured by label."""
     x = data.x[:max_points].to(vae.device)
     mask = None if data.mask is None else data.mask[:max_points].to(vae.device)
@@ -124,42 +128,32 @@ def latent_map_figure(vae, data, max_points: int = 2000):
     return fig
 
 
-def loss_curves_figure(history: List[dict]):
+def loss_curves_figure(history: List[dict]) -> Figure:
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     epochs = [h["epoch"] for h in history]
     ax.plot(epochs, [-h["train_loss"] for h in history], label="train (objective)")
     if history and "val_elbo" in history[0]:
         ax.plot(epochs, [h["val_elbo"] for h in history], label="validation ELBO")
-    ax.set_xlabel("epoch"), ax.set_ylabel("nats per datum"), ax.legend(), ax.grid(alpha=0.3)
+    ax.set_xlabel("epoch"), ax.set_ylabel("nats per datum"), ax.legend()
+    ax.grid(alpha=0.3)
     ax.set_title("training curves")
     fig.tight_layout()
     return fig
 
 
-def save_run_figures(vae, splits, history, out_dir) -> List[str]:
-    """Write the standard figures of a run; image figures only when the data are images."""
-    shape = splits.meta.get("image_shape")
-    if hasattr(vae, "generate_grid"):  # label-aware VAEs
-        figs = {"loss_curves": loss_curves_figure(history)}
-        if shape is not None and not splits.meta.get("tabular"):
-            figs["conditional_generation"] = conditional_generation_figure(vae, shape)
-            figs["style_transfer"] = style_transfer_figure(vae, splits.test.x, splits.test.y, shape)
-        return _save_all(figs, out_dir)
-    figs = {"loss_curves": loss_curves_figure(history), "latent_map": latent_map_figure(vae, splits.test)}
-    if shape is not None and not splits.meta.get("tabular"):
-        x = splits.test.x
-        figs.update(samples=samples_figure(vae, shape), reconstructions=reconstructions_figure(vae, x, shape),
-                    interpolations=interpolation_figure(vae, x, shape), traversals=traversal_figure(vae, x, shape))
-    return _save_all(figs, out_dir)
-
-
-def _save_all(figs: dict, out_dir) -> List[str]:
+def save_figures(figs: Dict[str, Figure], out_dir: Union[str, Path]) -> List[str]:
+    """Write each figure as ``out_dir/NAME.png`` (atomically) and close it; returns the paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, fig in figs.items():
         path = out / f"{name}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        tmp = out / f".{name}.png.tmp"
+        try:
+            fig.savefig(tmp, dpi=100, format="png")
+            tmp.replace(path)
+        finally:
+            plt.close(fig)
+            tmp.unlink(missing_ok=True)
         written.append(str(path))
     return written

@@ -1,34 +1,39 @@
 """Name -> class registries shared by recipes, the CLI and Python code.
 
-Every swappable component (prior, likelihood, network, objective, dataset)
+Every swappable component (prior, likelihood, network, objective, dataset, model kind)
 registers itself under a short name once; recipes and the command line look
 names up here, so no module needs an if/elif chain on strings.
 """
+
 from __future__ import annotations
 
-import difflib
-from typing import Any, Callable, Dict, Iterable
+import inspect
+from typing import Any, Callable, Dict, List, Optional
+
+from ppl_vae.errors import ConfigError, closest
+from ppl_vae.schema import check_arguments
 
 
-class ConfigError(ValueError):
-    """A user-facing configuration problem; its message is one line that says how to fix it."""
-
-
-def closest(name: str, candidates: Iterable[str]) -> str:
-    """A ' (did you mean X?)' hint for a misspelt name, or ''."""
-    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.5)
-    return f" (did you mean '{match[0]}'?)" if match else ""
+def accepted_arguments(factory: Callable[..., Any]) -> Optional[List[str]]:
+    """The keyword arguments ``factory`` accepts, or None when it takes ``**kwargs`` (anything goes)."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
 
 
 class Registry:
     """A named collection of factories, e.g. ``PRIORS.build("mixture", k=10)``."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: Dict[str, Callable[..., Any]] = {}
 
-    def register(self, *names: str):
-        def decorate(obj):
+    def register(self, *names: str) -> Callable[[Any], Any]:
+        def decorate(obj: Any) -> Any:
             for name in names:
                 if name in self._items:
                     raise KeyError(f"{self.kind} '{name}' registered twice")
@@ -42,18 +47,30 @@ class Registry:
             return self._items[name]
         except KeyError:
             raise ConfigError(
-                f"unknown {self.kind} '{name}'{closest(name, self._items)}; "
-                f"choose one of: {', '.join(sorted(self._items))}"
+                f"unknown {self.kind} '{name}'{closest(name, self._items)}; choose one of: {', '.join(sorted(self._items))}"
             ) from None
 
-    def build(self, name: str, **kwargs) -> Any:
+    def build(self, name: str, **kwargs: Any) -> Any:
+        """``name``'s factory called with ``kwargs``, after checking them (unknown names, rules)."""
+        return self.build_at(self.kind, name, kwargs)
+
+    def build_at(self, key: str, name: str, kwargs: Dict[str, Any]) -> Any:
+        """``build`` for the recipe table at ``key`` (``model.prior``): errors name ``key.argument``."""
         factory = self.get(name)
+        accepted = accepted_arguments(factory)
+        unknown = sorted(set(kwargs) - set(accepted if accepted is not None else kwargs))
+        if unknown:
+            raise ConfigError(
+                f"{self.kind} '{name}' has no argument '{unknown[0]}'{closest(unknown[0], accepted or [])}; "
+                f"it accepts: {', '.join(accepted or []) or 'no arguments'}"
+            )
+        kwargs = check_arguments(key, factory, kwargs)
         try:
             return factory(**kwargs)
         except TypeError as err:
             raise ConfigError(f"{self.kind} '{name}': {err}") from None
 
-    def resolve(self, obj, base: type, default: Callable[[], Any]) -> Any:
+    def resolve(self, obj: Any, base: type, default: Callable[[], Any]) -> Any:
         """``obj`` itself if it is a ``base``, a registered name built with defaults, or ``default()`` for None."""
         if obj is None:
             return default()
@@ -63,7 +80,7 @@ class Registry:
             return self.build(obj)
         raise ConfigError(f"cannot use {type(obj).__name__} as a {self.kind}: pass a {base.__name__} or a registered name")
 
-    def names(self) -> list:
+    def names(self) -> List[str]:
         return sorted(self._items)
 
     def __contains__(self, name: str) -> bool:
@@ -77,3 +94,4 @@ DECODERS = Registry("decoder")
 GUIDES = Registry("guide")
 OBJECTIVES = Registry("objective")
 DATASETS = Registry("dataset")
+KINDS = Registry("model kind")

@@ -1,4 +1,5 @@
 """Helpers for tests that run the real ``ppl-vae`` command in a subprocess."""
+
 import subprocess
 import sys
 
@@ -6,8 +7,7 @@ FAST = ["--set", "train.epochs=5", "--set", "eval.iwae_samples=100", "--no-progr
 
 
 def ppl_vae(*args, cwd=None, check=True):
-    proc = subprocess.run([sys.executable, "-m", "ppl_vae", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "ppl_vae", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc

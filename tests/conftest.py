@@ -1,4 +1,5 @@
 """Shared fixtures: tiny data and a seeded Pyro/torch state for every test."""
+
 import pyro
 import pytest
 import torch

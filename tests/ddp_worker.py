@@ -6,6 +6,7 @@ Trains the problem below with ``fit`` and saves each rank's parameters to OUT_DI
 The guide is a point mass (Delta) at the encoder's mean, so the loss has no Monte Carlo noise and a
 distributed run must reproduce a single-process run with the same global batch to float precision.
 """
+
 import sys
 from pathlib import Path
 
@@ -22,8 +23,8 @@ class PointMass(nn.Module):
 
 
 def make_problem():
-    from ppl_vae.likelihoods import NormalLikelihood
-    from ppl_vae.vae import VAE
+    from ppl_vae.components.likelihoods import NormalLikelihood
+    from ppl_vae.kinds.vae import VAE
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(200, 6, generator=g) @ torch.randn(6, 6, generator=g)
@@ -33,18 +34,19 @@ def make_problem():
 
 
 def train(vae, x):
-    from ppl_vae.train import fit
+    from ppl_vae.training.fit import fit
 
     return fit(vae, x, epochs=EPOCHS, batch_size=GLOBAL_BATCH, lr=LR, device="cpu", seed=0, progress=False)
 
 
 if __name__ == "__main__":
-    from ppl_vae import distributed
+    from ppl_vae.training import distributed
 
     distributed.init_from_env(timeout_s=120)
     vae, x = make_problem()
     history = train(vae, x)
     out = Path(sys.argv[1])
-    torch.save({"params": vae.state_dict(), "history": history, "world": distributed.world_size()},
-               out / f"rank{distributed.rank()}.pt")
+    torch.save(
+        {"params": vae.state_dict(), "history": history, "world": distributed.world_size()}, out / f"rank{distributed.rank()}.pt"
+    )
     distributed.shutdown()

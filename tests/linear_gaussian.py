@@ -3,12 +3,13 @@
 p(z) = N(0, I), p(x | z) = N(W z + b, s^2 I)  =>  p(x) = N(b, W W^T + s^2 I),
 p(z | x) = N(M^-1 W^T (x - b), s^2 M^-1) with M = W^T W + s^2 I.
 """
+
 import torch
 from torch import nn
 
-from ppl_vae.likelihoods import NormalLikelihood
-from ppl_vae.train import fit
-from ppl_vae.vae import VAE
+from ppl_vae.components.likelihoods import NormalLikelihood
+from ppl_vae.training.fit import fit
+from ppl_vae.kinds.vae import VAE
 
 
 class LinearEncoder(nn.Module):
@@ -27,17 +28,17 @@ class LinearEncoder(nn.Module):
 def exact_log_px(vae, x):
     W, b = vae.decoder.weight, vae.decoder.bias
     s = float(vae.likelihood.scale_mode)
-    cov = W @ W.T + s ** 2 * torch.eye(len(b))
+    cov = W @ W.T + s**2 * torch.eye(len(b))
     return torch.distributions.MultivariateNormal(b, cov).log_prob(x)
 
 
 def exact_posterior(vae, x):
     W, b = vae.decoder.weight, vae.decoder.bias
     s = float(vae.likelihood.scale_mode)
-    M = W.T @ W + s ** 2 * torch.eye(W.shape[1])
+    M = W.T @ W + s**2 * torch.eye(W.shape[1])
     Minv = torch.linalg.inv(M)
     loc = (x - b) @ W @ Minv.T
-    return loc, s ** 2 * Minv
+    return loc, s**2 * Minv
 
 
 def make_data(n=2000, d=5, k=2, s=0.5, seed=0):
@@ -61,7 +62,7 @@ def exact_guide_vae(d=5, k=2, s=0.5, seed=0):
     q, _ = torch.linalg.qr(torch.randn(d, k, generator=g))
     W = q * torch.tensor([2.0, 1.0])[:k]
     b = torch.randn(d, generator=g)
-    m = (W * W).sum(0) + s ** 2
+    m = (W * W).sum(0) + s**2
     vae = VAE((d,), k, likelihood=NormalLikelihood(scale=s), encoder=LinearEncoder(d, k), decoder=nn.Linear(k, d))
     with torch.no_grad():
         vae.decoder.weight.copy_(W)

@@ -1,4 +1,5 @@
 """End-to-end tests through the real command (subprocesses)."""
+
 import json
 import signal
 import subprocess
@@ -47,9 +48,11 @@ def test_recipes_lists_descriptions():
 
 def test_resume_after_an_interrupted_run(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "ppl_vae", "train", "--out", str(out), "--no-progress",
-                             "--no-figures", "--set", "train.epochs=100000"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ppl_vae", "train", "--out", str(out), "--no-progress", "--no-figures", "--set", "train.epochs=100000"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     history = out / "history.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and (not history.exists() or len(history.read_text().splitlines()) < 2):
@@ -59,8 +62,9 @@ def test_resume_after_an_interrupted_run(tmp_path):
     reached = torch.load(out / "checkpoint.pt", weights_only=True)["epoch"]
     assert reached >= 2
     target = reached + 3
-    ppl_vae("train", "--resume", out, "--set", f"train.epochs={target}", "--set", "eval.iwae_samples=50",
-            "--no-progress", "--no-figures")
+    ppl_vae(
+        "train", "--resume", out, "--set", f"train.epochs={target}", "--set", "eval.iwae_samples=50", "--no-progress", "--no-figures"
+    )
     epochs = [json.loads(line)["epoch"] for line in history.read_text().splitlines()]
     assert epochs == list(range(1, target + 1))
     assert json.loads((out / "metrics.json").read_text())["epochs"] == target
@@ -69,17 +73,26 @@ def test_resume_after_an_interrupted_run(tmp_path):
 def test_bad_inputs_give_one_line_errors_and_leave_nothing(tmp_path):
     out = tmp_path / "never"
     assert "unknown recipe 'vae-digit' (did you mean 'vae-digits'" in error_of("train", "vae-digit", "--out", out)
-    assert "Fashion-MNIST not found" in error_of("train", "vae-fashion-mnist", "--out", out,
-                                                  "--set", f"data.path={tmp_path}/nowhere")
+    assert "Fashion-MNIST not found" in error_of("train", "vae-fashion-mnist", "--out", out, "--set", f"data.path={tmp_path}/nowhere")
     assert "Bernoulli" in error_of("train", "--out", out, "--set", "data.preprocess=scale")
     assert "conv encoder needs images" in error_of("train", "--out", out, "--set", "model.encoder.name=conv")
     assert "unknown key 'train.epoch'" in error_of("train", "--out", out, "--set", "train.epoch=3")
     x = np.random.default_rng(0).random((40, 5)).astype(np.float32)
     x[3, 1] = np.nan
     np.save(tmp_path / "nan.npy", x)
-    assert "NaN/inf" in error_of("train", "--out", out, "--set", "data.name=array", "--set",
-                                 f"data.path={tmp_path}/nan.npy", "--set", "data.preprocess=none",
-                                 "--set", "model.likelihood.name=normal")
+    assert "NaN/inf" in error_of(
+        "train",
+        "--out",
+        out,
+        "--set",
+        "data.name=array",
+        "--set",
+        f"data.path={tmp_path}/nan.npy",
+        "--set",
+        "data.preprocess=none",
+        "--set",
+        "model.likelihood.name=normal",
+    )
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     assert "cannot write to output directory" in error_of("train", "--out", blocker / "run")
@@ -101,7 +114,7 @@ def test_bad_checkpoints_are_refused(tmp_path, run_dir):
 
 
 def test_same_recipe_and_seed_give_the_same_run(tmp_path):
-    from ppl_vae.config import load_config
+    from ppl_vae.runs import load_config
     from ppl_vae.runs import train_run
 
     cfg = load_config("vae-digits", ["train.epochs=2", "eval.iwae_samples=10"])

@@ -1,8 +1,19 @@
 import pytest
 
-from ppl_vae.config import Config, build_objective, build_vae, load_config, recipe_names
+from ppl_vae.config import Config
+from ppl_vae.data.spec import DataSpec
+from ppl_vae.kinds import build_component, kind
 from ppl_vae.objectives import IWAEObjective
-from ppl_vae.registry import ConfigError
+from ppl_vae.registry import OBJECTIVES, ConfigError
+from ppl_vae.runs import load_config, recipe_names
+
+
+def build_vae(model, shape):
+    return kind(model.kind).build(model, DataSpec("test", shape=tuple(shape)))
+
+
+def build_objective(table):
+    return build_component(OBJECTIVES, table, "objective")
 
 
 def test_config_round_trips_through_toml(tmp_path):
@@ -29,7 +40,7 @@ def test_unknown_key_names_the_closest_valid_key():
 
 
 def test_wrong_type_names_the_key():
-    with pytest.raises(ConfigError, match="'train.epochs' must be of type int, got 'five'"):
+    with pytest.raises(ConfigError, match=r"'train.epochs' must be an integer in \[1, 1000000\], got 'five'"):
         Config().override(["train.epochs=five"])
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         Config().override(["train.epochs"])

@@ -56,7 +56,7 @@ def test_npz_and_npy_arrays(tmp_path):
     x[0, 0] = np.nan
     np.save(tmp_path / "nan.npy", x)
     nan = load_data(DataConfig(name="array", path=str(tmp_path / "nan.npy"), preprocess="none"))
-    from ppl_vae.likelihoods import NormalLikelihood
+    from ppl_vae.components.likelihoods import NormalLikelihood
 
     with pytest.raises(ConfigError, match="NaN/inf"):
         for part in (nan.train, nan.val, nan.test):

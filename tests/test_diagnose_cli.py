@@ -1,4 +1,5 @@
 """``ppl-vae diagnose`` and ``ppl-vae compare`` through the real command, checking what they write."""
+
 import json
 
 import numpy as np
@@ -53,10 +54,12 @@ def test_diagnose_refuses_bad_input_and_writes_nothing(run_dir, report, tmp_path
     out, _ = report
     assert "already exists and is not empty" in error_of("diagnose", run_dir, "--out", out, *QUICK)
     fresh = tmp_path / "fresh"
-    assert "--samples must be at least 10" in error_of("diagnose", run_dir, "--out", fresh, "--samples", "5")
-    assert "--nuts-draws >= 50" in error_of("diagnose", run_dir, "--out", fresh, "--nuts-draws", "10")
-    assert "--n must be >= 1" in error_of("diagnose", run_dir, "--out", fresh, "--n", "0")
-    assert "--sbc >= 10" in error_of("diagnose", run_dir, "--out", fresh, "--sbc", "3")
+    assert "--samples: must be an integer in [10, 10000000] (at least 10 for the Pareto fit)" in error_of(
+        "diagnose", run_dir, "--out", fresh, "--samples", "5"
+    )
+    assert "--nuts-draws: must be an integer in [50, 1000000]" in error_of("diagnose", run_dir, "--out", fresh, "--nuts-draws", "10")
+    assert "--n: must be an integer in [1, 1000000]" in error_of("diagnose", run_dir, "--out", fresh, "--n", "0")
+    assert "--sbc: must be an integer in [10, 1000000]" in error_of("diagnose", run_dir, "--out", fresh, "--sbc", "3")
     assert not fresh.exists()
     assert not list(tmp_path.glob(".fresh-*"))
 
@@ -72,7 +75,18 @@ def test_compare_two_priors_on_the_same_data(run_dir, tmp_path):
     table = ppl_vae("compare", run_dir, other, "--n", "50", "--samples", "20").stdout
     assert "paired difference to best" in table and "| mog |" in table
     scaled = tmp_path / "cb"
-    ppl_vae("train", "--out", scaled, "--set", "train.epochs=1", "--no-progress", "--no-figures",
-            "--set", "data.preprocess=scale", "--set", "model.likelihood.name=continuous-bernoulli")
+    ppl_vae(
+        "train",
+        "--out",
+        scaled,
+        "--set",
+        "train.epochs=1",
+        "--no-progress",
+        "--no-figures",
+        "--set",
+        "data.preprocess=scale",
+        "--set",
+        "model.likelihood.name=continuous-bernoulli",
+    )
     assert "not comparable" in error_of("compare", run_dir, scaled)
     assert "at least two" in error_of("compare", run_dir)

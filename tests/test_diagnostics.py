@@ -1,15 +1,24 @@
 """Diagnostics against closed forms: a linear-Gaussian VAE has an exact posterior and log p(x)."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from ppl_vae.diagnostics import (amortized_sbc, compare_log_likelihoods, comparison_table, importance_diagnostics,
-                                 khat_threshold, nuts_posterior, predictive_statistics, reference_report,
-                                 to_inference_data)
+from ppl_vae.diagnostics import (
+    amortized_sbc,
+    compare_log_likelihoods,
+    comparison_table,
+    importance_diagnostics,
+    khat_threshold,
+    nuts_posterior,
+    predictive_statistics,
+    reference_report,
+    to_inference_data,
+)
 from ppl_vae.diagnostics import arviz_adapter as adapter
-from ppl_vae.diagnostics.importance import importance_ess
+from ppl_vae.diagnostics.psis import importance_ess
 from ppl_vae.diagnostics.report import nuts_indices
 
 from .linear_gaussian import exact_guide_vae, exact_log_px, exact_posterior, trained_linear_vae
@@ -35,7 +44,7 @@ def halved(ppca):
 def test_threshold_follows_sample_size():
     assert khat_threshold(100) == pytest.approx(0.5)
     assert khat_threshold(1000) == pytest.approx(2 / 3)
-    assert khat_threshold(10 ** 6) == 0.7
+    assert khat_threshold(10**6) == 0.7
 
 
 def test_importance_ess_closed_forms():
@@ -133,8 +142,17 @@ def test_inference_data_shapes_coords_and_netcdf_roundtrip(ppca, tmp_path):
     xs = x[:30]
     d = importance_diagnostics(vae, xs, num_samples=50, keep_weights=True)
     pred = predictive_statistics(vae, xs, num_draws=20, columns=["numeric"] * 5)
-    idata = to_inference_data(vae, xs, index=np.arange(100, 130), diagnostics=d, predictive=pred, num_draws=40,
-                              n_raw=4, obs_dim="row", labels=np.zeros(30, dtype=int))
+    idata = to_inference_data(
+        vae,
+        xs,
+        index=np.arange(100, 130),
+        diagnostics=d,
+        predictive=pred,
+        num_draws=40,
+        n_raw=4,
+        obs_dim="row",
+        labels=np.zeros(30, dtype=int),
+    )
     assert idata.posterior["z"].dims == ("chain", "draw", "row", "latent")
     assert idata.posterior["z"].shape == (1, 40, 30, 2)
     assert idata.posterior["row"].values.tolist() == list(range(100, 130))

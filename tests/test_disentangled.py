@@ -4,12 +4,20 @@ import pytest
 import torch
 
 from ppl_vae.data.base import ArrayDataset
-from ppl_vae.disentangled import (CapacityObjective, DIPVAEObjective, FactorVAEObjective, TCVAEObjective, batch_terms,
-                                  decomposition, dip_covariance, mss_log_weights)
-from ppl_vae.objectives import Objective
+from ppl_vae.objectives.disentangled import (
+    CapacityObjective,
+    DIPVAEObjective,
+    FactorVAEObjective,
+    TCVAEObjective,
+    batch_terms,
+    decomposition,
+    dip_covariance,
+    mss_log_weights,
+)
+from ppl_vae.objectives import ELBOObjective
 from ppl_vae.registry import ConfigError
-from ppl_vae.train import fit
-from ppl_vae.vae import VAE
+from ppl_vae.training.fit import fit
+from ppl_vae.kinds.vae import VAE
 
 
 def aggregate(n, corr, scale=0.3, z_dim=3, seed=0):
@@ -36,7 +44,7 @@ def test_mss_weights_follow_the_definition():
     w = mss_log_weights(b, n).exp()
     m = b - 1
     for i in range(b):
-        assert w[i, i] == pytest.approx(1 / n)                       # the datum itself
+        assert w[i, i] == pytest.approx(1 / n)  # the datum itself
         assert w[i, (i + 1) % b] == pytest.approx((n - m) / (n * m))  # the stratified one
         others = [j for j in range(b) if j not in (i, (i + 1) % b)]
         assert w[i, others].tolist() == pytest.approx([1 / m] * len(others))
@@ -60,8 +68,10 @@ def test_mws_and_mss_agree_on_tc_differences_on_a_large_batch():
     offsets that depend on N and the batch size, not on the parameters. What the objective's gradient
     sees, how TC changes between aggregates, agrees with MSS on a large batch."""
     n = 2000
-    tc = {e: [float(decomposition(*aggregate(n, c, seed=3), dataset_size=n, estimator=e)["tc"].mean())
-              for c in (0.0, 0.9)] for e in ("mws", "mss")}
+    tc = {
+        e: [float(decomposition(*aggregate(n, c, seed=3), dataset_size=n, estimator=e)["tc"].mean()) for c in (0.0, 0.9)]
+        for e in ("mws", "mss")
+    }
     assert tc["mws"][1] - tc["mws"][0] == pytest.approx(tc["mss"][1] - tc["mss"][0], rel=0.1)
 
 
@@ -78,9 +88,9 @@ def test_dip_lambda_defaults_and_capacity_schedule():
     assert DIPVAEObjective("i", lambda_od=5).lambda_d == 50 and DIPVAEObjective("ii", lambda_od=5).lambda_d == 5
     cap = CapacityObjective(gamma=100, capacity=20, capacity_steps=1000)
     assert [cap.capacity_at(s) for s in (0, 500, 1000, 5000)] == [0, 10, 20, 20]
-    with pytest.raises(ConfigError, match="kind must be 'i' or 'ii'"):
+    with pytest.raises(ConfigError, match="'DIPVAEObjective.kind' must be one of: i, ii, got 'iii'"):
         DIPVAEObjective("iii")
-    with pytest.raises(ConfigError, match="gamma > 0"):
+    with pytest.raises(ConfigError, match="'CapacityObjective.gamma' must be a finite number > 0, got 0"):
         CapacityObjective(gamma=0)
     with pytest.raises(ConfigError, match="mws"):
         TCVAEObjective(estimator="exact")
@@ -93,15 +103,19 @@ def test_tcvae_with_unit_weights_is_the_elbo():
     torch.manual_seed(1)
     tc_loss = obj.loss(vae, x)
     torch.manual_seed(1)
-    elbo_loss = Objective(pyro_elbo=True).loss(vae, x)
+    elbo_loss = ELBOObjective(pyro_elbo=True).loss(vae, x)
     assert float(tc_loss.detach()) == pytest.approx(float(elbo_loss.detach()), rel=1e-5)
 
 
 def test_each_objective_trains_and_records_the_decomposition(digits):
     x, _ = digits
     data = ArrayDataset(x[:300], binarize=True)
-    for obj in (CapacityObjective(gamma=10, capacity=5, capacity_steps=50), TCVAEObjective(beta=4),
-                FactorVAEObjective(gamma=10, hidden=32, layers=2), DIPVAEObjective("ii", lambda_od=5)):
+    for obj in (
+        CapacityObjective(gamma=10, capacity=5, capacity_steps=50),
+        TCVAEObjective(beta=4),
+        FactorVAEObjective(gamma=10, hidden=32, layers=2),
+        DIPVAEObjective("ii", lambda_od=5),
+    ):
         vae = VAE((64,), 4, hidden=(32,))
         history = fit(vae, data, val=data, objective=obj, epochs=3, batch_size=50, progress=False, device="cpu")
         last = history[-1]
@@ -119,7 +133,7 @@ def test_factor_vae_discriminator_learns_to_spot_permuted_codes():
     z = torch.cat([base, base + 0.05 * torch.randn(256, 1, generator=g)], 1)  # strongly correlated codes
     for _ in range(80):
         obj._last_z = z
-        obj.after_step(vae, None, None, 0)
+        obj.auxiliary_step(vae, None, None, 0)
     logits = obj.discriminator(z)
     assert float((logits[:, 0] - logits[:, 1]).mean()) > 1.0  # TC estimate: clearly positive
 

@@ -1,9 +1,10 @@
 """Known answers for the disentanglement metrics (fast settings, toy factors observed directly)."""
+
 import numpy as np
 import pytest
 import sklearn
 
-from ppl_vae import disentanglement as D
+from ppl_vae.evaluation import disentanglement_metrics as D
 from ppl_vae.data.dsprites import GroundTruthData
 
 
@@ -64,12 +65,15 @@ def test_duplicated_codes_give_low_mig_and_sap():
         assert s["sap"] < 0.4
 
 
-@pytest.mark.parametrize("importance,d,c", [
-    (np.eye(3), 1.0, 1.0),                                   # one code per factor
-    (np.ones((3, 3)), 0.0, 0.0),                            # every code uses every factor
-    (np.array([[1.0, 1.0], [0.0, 0.0]]), 0.0, 1.0),         # one code for both factors
-    (np.array([[1.0, 0.0], [1.0, 0.0]]), 1.0, 0.0),         # two codes for one factor
-])
+@pytest.mark.parametrize(
+    "importance,d,c",
+    [
+        (np.eye(3), 1.0, 1.0),  # one code per factor
+        (np.ones((3, 3)), 0.0, 0.0),  # every code uses every factor
+        (np.array([[1.0, 1.0], [0.0, 0.0]]), 0.0, 1.0),  # one code for both factors
+        (np.array([[1.0, 0.0], [1.0, 0.0]]), 1.0, 0.0),  # two codes for one factor
+    ],
+)
 def test_dci_closed_forms(importance, d, c):
     out = D.dci_from_importance(importance)
     assert out["disentanglement"] == pytest.approx(d, abs=1e-9)

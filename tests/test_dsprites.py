@@ -1,4 +1,5 @@
 """The dSprites-like generator, checked on rendered pixels: centroid, area, orientation, shape."""
+
 import math
 
 import numpy as np
@@ -40,7 +41,7 @@ def test_area_follows_scale_squared_and_the_shapes_closed_forms():
     square = [np.mean([D.render([[0, s, 0, px, py]]).sum() for px, py in grid]) for s in (0, 5)]
     ellipse = np.mean([D.render([[1, 5, 0, px, py]]).sum() for px, py in grid])
     assert square[1] == pytest.approx((2 * r) ** 2, rel=0.02)
-    assert square[0] == pytest.approx(r ** 2, rel=0.03)  # scale 0.5: a quarter of the area
+    assert square[0] == pytest.approx(r**2, rel=0.03)  # scale 0.5: a quarter of the area
     assert ellipse == pytest.approx(math.pi * r * r / 2, rel=0.03)
     areas = [moments(D.render([[0, 5, o, 16, 16]])[0])[0] for o in range(0, 40, 3)]
     assert max(areas) / min(areas) < 1.12  # rotation keeps the area

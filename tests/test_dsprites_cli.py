@@ -1,4 +1,5 @@
 """A disentanglement recipe through the real command: train, then evaluate --disentanglement."""
+
 import json
 
 from .clitools import error_of, ppl_vae
@@ -6,9 +7,26 @@ from .clitools import error_of, ppl_vae
 
 def test_tcvae_recipe_and_disentanglement_metrics(tmp_path, run_dir):
     out = tmp_path / "tc"
-    ppl_vae("train", "tcvae-dsprites", "--out", out, "--no-progress", "--no-figures", "--set", "data.limit=400",
-            "--set", "train.epochs=1", "--set", "eval.n_test=50", "--set", "eval.iwae_samples=5",
-            "--set", "model.encoder.hidden=[64]", "--set", "model.decoder.hidden=[64]")
+    ppl_vae(
+        "train",
+        "tcvae-dsprites",
+        "--out",
+        out,
+        "--no-progress",
+        "--no-figures",
+        "--set",
+        "data.limit=400",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "eval.n_test=50",
+        "--set",
+        "eval.iwae_samples=5",
+        "--set",
+        "model.encoder.hidden=[64]",
+        "--set",
+        "model.decoder.hidden=[64]",
+    )
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert {"mi", "tc", "dim_kl", "kl", "val_elbo"} <= set(history[0])
     r = json.loads(ppl_vae("evaluate", out, "--disentanglement", "--fast", "--json").stdout)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ppl_vae.data.base import ArrayDataset
-from ppl_vae.evaluate import evaluate, iwae_log_likelihood, latent_statistics
+from ppl_vae.evaluation.likelihood import evaluate, iwae_log_likelihood, latent_statistics
 
 from .linear_gaussian import exact_log_px, exact_posterior, trained_linear_vae
 
@@ -58,7 +58,7 @@ def test_evaluate_report_and_active_units(ppca):
 
 
 def test_inactive_unit_is_detected():
-    from ppl_vae.vae import VAE
+    from ppl_vae.kinds.vae import VAE
 
     vae = VAE((16,), 3, hidden=(8,))
     with torch.no_grad():  # make z2's posterior mean constant across data

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from ppl_vae.likelihoods import LIKELIHOODS, DataSupportError, NormalLikelihood, bits_per_dim
-from ppl_vae.tabular import TabularLikelihood
+from ppl_vae.components.likelihoods import LIKELIHOODS, DataSupportError, NormalLikelihood, bits_per_dim
+from ppl_vae.components.tabular import TabularLikelihood
 
 SHAPE = (1, 4, 4)
 
@@ -28,8 +28,18 @@ def good_data(name, n=3):
     return table[name]
 
 
-ELEMENTWISE = ["bernoulli", "continuous-bernoulli", "normal", "laplace", "student-t", "beta", "categorical256",
-               "poisson", "negative-binomial", "zinb"]
+ELEMENTWISE = [
+    "bernoulli",
+    "continuous-bernoulli",
+    "normal",
+    "laplace",
+    "student-t",
+    "beta",
+    "categorical256",
+    "poisson",
+    "negative-binomial",
+    "zinb",
+]
 
 
 @pytest.mark.parametrize("name", ELEMENTWISE)
@@ -110,9 +120,11 @@ def test_tabular_columns_masks_and_support():
     x = torch.tensor([[0.3, 1.0, 2.0]] * 5)
     lp = d.log_prob(x)
     p = params[0, 0]
-    by_hand = (torch.distributions.Normal(p[0], torch.nn.functional.softplus(p[1]) + 1e-3).log_prob(x[0, 0])
-               + torch.distributions.Bernoulli(logits=p[2]).log_prob(x[0, 1])
-               + torch.log_softmax(p[3:], -1)[2])
+    by_hand = (
+        torch.distributions.Normal(p[0], torch.nn.functional.softplus(p[1]) + 1e-3).log_prob(x[0, 0])
+        + torch.distributions.Bernoulli(logits=p[2]).log_prob(x[0, 1])
+        + torch.log_softmax(p[3:], -1)[2]
+    )
     assert torch.allclose(lp[0, 0], by_hand, atol=1e-5)
     masked = lik(params, torch.tensor([True, False, True])).log_prob(x)
     assert torch.allclose(masked[0, 0], by_hand - torch.distributions.Bernoulli(logits=p[2]).log_prob(x[0, 1]), atol=1e-5)
@@ -125,15 +137,14 @@ def test_bits_per_dim():
     log_px = torch.tensor([-784 * math.log(2)])
     assert torch.allclose(bits_per_dim(log_px, 784, discrete=True), torch.tensor([1.0]))
     # a density on [0, 1]-scaled 8-bit data pays log2(255) bits per dimension for the bin
-    assert torch.allclose(bits_per_dim(log_px, 784, discrete=False, bin_width=1 / 255),
-                          torch.tensor([1.0 + math.log2(255)]))
+    assert torch.allclose(bits_per_dim(log_px, 784, discrete=False, bin_width=1 / 255), torch.tensor([1.0 + math.log2(255)]))
 
 
 @pytest.mark.parametrize("shape", [(12,), (1, 4, 5)])
 def test_bernoulli_event_log_prob_equals_independent_bernoulli(shape):
     import pyro.distributions as pdist
 
-    from ppl_vae.likelihoods import BernoulliLikelihood
+    from ppl_vae.components.likelihoods import BernoulliLikelihood
 
     lik = BernoulliLikelihood().setup(shape)
     logits = torch.randn(7, *shape, requires_grad=True)
@@ -141,7 +152,7 @@ def test_bernoulli_event_log_prob_equals_independent_bernoulli(shape):
     ours = lik(logits).log_prob(x)
     reference = pdist.Bernoulli(logits=logits).to_event(len(shape)).log_prob(x)
     assert ours.shape == (7,) and torch.allclose(ours, reference, atol=1e-5)
-    g1, = torch.autograd.grad(ours.sum(), logits)
-    g2, = torch.autograd.grad(reference.sum(), logits)
+    (g1,) = torch.autograd.grad(ours.sum(), logits)
+    (g2,) = torch.autograd.grad(reference.sum(), logits)
     assert torch.allclose(g1, g2, atol=1e-6)
     assert lik(logits).expand((3, 7)).log_prob(x).shape == (3, 7)  # Pyro's plates expand it

@@ -2,9 +2,9 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from ppl_vae.priors import PRIORS, CallablePrior, as_prior
+from ppl_vae.components.priors import PRIORS, CallablePrior, as_prior
 from ppl_vae.registry import ConfigError
-from ppl_vae.vae import VAE
+from ppl_vae.kinds.vae import VAE
 
 LATENT = 4
 
@@ -27,7 +27,7 @@ def test_prior_shapes_sampling_and_log_prob(name):
 def test_standard_normal_log_prob_is_closed_form():
     d = as_prior("standard-normal").setup(LATENT)()
     z = torch.randn(5, LATENT)
-    expected = -0.5 * (z ** 2).sum(-1) - 0.5 * LATENT * torch.log(torch.tensor(2 * torch.pi))
+    expected = -0.5 * (z**2).sum(-1) - 0.5 * LATENT * torch.log(torch.tensor(2 * torch.pi))
     assert torch.allclose(d.log_prob(z), expected, atol=1e-5)
 
 

@@ -1,4 +1,5 @@
 """The label-aware recipes through the real command."""
+
 import json
 
 from .clitools import error_of, ppl_vae
@@ -19,7 +20,9 @@ def test_ssvae_recipe_reports_accuracy_next_to_the_baseline(tmp_path):
         assert (out / "figures" / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
     report = json.loads(ppl_vae("evaluate", out, "--json", "--iwae-samples", "5").stdout)
     assert report["accuracy"] == m["accuracy"] and report["n"] == 359
-    assert "diagnose covers model.kind = 'vae'" in error_of("diagnose", out, "--out", tmp_path / "d")
+    assert (
+        "'diagnose' needs a model kind that can be diagnosed; this run is model.kind = 'semi-supervised'; kinds that can: vae"
+    ) in error_of("diagnose", out, "--out", tmp_path / "d")
 
 
 def test_conditional_recipe_generates_per_class(tmp_path):
@@ -34,8 +37,12 @@ def test_conditional_recipe_generates_per_class(tmp_path):
 def test_semi_supervised_settings_are_checked(tmp_path):
     out = tmp_path / "never"
     assert "between 1 and the" in error_of("train", "ssvae-digits", "--out", out, "--set", "data.labels=100000")
-    assert "objective.name = 'semi-supervised'" in error_of("train", "ssvae-digits", "--out", out,
-                                                            "--set", "objective.name=elbo")
-    assert "needs data.labels > 0" in error_of("train", "--out", out, "--set", "data.labels=50")
-    assert "unknown model.kind 'm2'" in error_of("train", "ssvae-digits", "--out", out, "--set", "model.kind=m2")
+    assert "model.kind 'semi-supervised' trains with objective.name in (semi-supervised), not 'elbo'" in error_of(
+        "train", "ssvae-digits", "--out", out, "--set", "objective.name=elbo"
+    )
+    assert "data.labels is used only by model kinds that train on a labelled subset (semi-supervised)" in error_of(
+        "train", "--out", out, "--set", "data.labels=50"
+    )
+    assert "needs data.labels > 0" in error_of("train", "ssvae-digits", "--out", out, "--set", "data.labels=0")
+    assert "unknown model kind 'm2'" in error_of("train", "ssvae-digits", "--out", out, "--set", "model.kind=m2")
     assert not out.exists()

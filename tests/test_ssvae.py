@@ -1,4 +1,5 @@
 """M2 and the conditional VAE: enumeration against sums by hand, training, evaluation."""
+
 import math
 
 import numpy as np
@@ -9,17 +10,22 @@ from pyro import poutine
 from pyro.infer import TraceEnum_ELBO
 
 from ppl_vae.data.base import ArrayDataset
-from ppl_vae.likelihoods import NormalLikelihood
+from ppl_vae.components.likelihoods import NormalLikelihood
 from ppl_vae.registry import ConfigError
-from ppl_vae.semisupervised import (ConditionalObjective, SemiSupervisedObjective, accuracy, balanced_labelled_split,
-                                    enumerated_log_likelihood, evaluate_labelled, train_classifier)
-from ppl_vae.ssvae import ConditionalVAE, SemiSupervisedVAE, make_classifier
-from ppl_vae.train import fit
+from ppl_vae.data.labelled import balanced_labelled_split
+from ppl_vae.data.spec import DataSpec
+from ppl_vae.evaluation.classification import accuracy
+from ppl_vae.kinds import kind
+from ppl_vae.kinds.conditional import ConditionalVAE
+from ppl_vae.kinds.semisupervised import SemiSupervisedVAE, enumerated_log_likelihood, make_classifier, train_classifier
+from ppl_vae.objectives.labelled import ConditionalObjective, SemiSupervisedObjective
+from ppl_vae.training.fit import fit
 
 
 def tiny(likelihood=None):
-    return SemiSupervisedVAE((6,), n_classes=3, latent_dim=2, hidden=(8,), classifier_hidden=(8,),
-                             likelihood=likelihood or NormalLikelihood(scale=0.7))
+    return SemiSupervisedVAE(
+        (6,), n_classes=3, latent_dim=2, hidden=(8,), classifier_hidden=(8,), likelihood=likelihood or NormalLikelihood(scale=0.7)
+    )
 
 
 def test_enumerated_elbo_equals_the_sum_over_classes_by_hand():
@@ -29,13 +35,12 @@ def test_enumerated_elbo_equals_the_sum_over_classes_by_hand():
     pyro.set_rng_seed(1)  # the same draws of z, one per (class, datum)
     z = poutine.trace(poutine.enum(m.guide, first_available_dim=-2)).get_trace(x).nodes["z"]["value"]
     assert z.shape == (3, 5, 2)
-    log_q_y = torch.log_softmax(m.classify(x), -1)                                       # (5, 3)
+    log_q_y = torch.log_softmax(m.classify(x), -1)  # (5, 3)
     total = torch.zeros(5)
     for c in range(3):
         y = torch.full((5,), c)
         q_z = m.encode(x, y)
-        log_joint = (math.log(1 / 3) + m.prior().log_prob(z[c])
-                     + m.likelihood(m.decoder(z[c], y)).log_prob(x) - q_z.log_prob(z[c]))
+        log_joint = math.log(1 / 3) + m.prior().log_prob(z[c]) + m.likelihood(m.decoder(z[c], y)).log_prob(x) - q_z.log_prob(z[c])
         total += log_q_y[:, c].exp() * (log_joint - log_q_y[:, c])
     assert float(loss.detach()) == pytest.approx(-float(total.detach().sum()), rel=1e-5)
 
@@ -47,9 +52,10 @@ def test_enumerated_log_likelihood_is_exact_when_the_decoder_ignores_z():
         head = m.encoder.rest[-1][-1]
         head.weight.zero_()
         head.bias.copy_(torch.tensor([0.0, 0.0] + [math.log(math.expm1(1 - 1e-4))] * 2))
-    exact = torch.logsumexp(torch.stack([
-        math.log(1 / 3) + m.likelihood(m.decoder(torch.zeros(4, 2), torch.full((4,), c))).log_prob(x)
-        for c in range(3)]), 0)
+    exact = torch.logsumexp(
+        torch.stack([math.log(1 / 3) + m.likelihood(m.decoder(torch.zeros(4, 2), torch.full((4,), c))).log_prob(x) for c in range(3)]),
+        0,
+    )
     est = enumerated_log_likelihood(m, x, num_samples=7)
     assert est["log_px"].tolist() == pytest.approx(exact.tolist(), rel=1e-5)
     assert (est["elbo"] <= est["log_px"] + 1e-5).all()
@@ -98,7 +104,7 @@ def test_m2_trains_both_losses_and_classifies_above_chance(digit_sets):
     assert after[0] < before[0] - 5 * len(xu) and after[1] < before[1] - 5 * len(xb)
     assert accuracy(m.classify, test) > 0.5  # chance is 0.1
     assert "val_accuracy" in history[-1]
-    report = evaluate_labelled(m, test, num_samples=20)
+    report = kind("semi-supervised").evaluate(m, test, DataSpec("digits", shape=(64,)), num_samples=20)
     assert report["accuracy"] == pytest.approx(accuracy(m.classify, test))
     assert report["log_px"] >= report["elbo"]
 
@@ -114,8 +120,9 @@ def test_supervised_baseline_learns_from_labels_alone(digit_sets):
 def test_conditional_vae_trains_on_labels_and_generates_per_class(digit_sets):
     labelled, unlabelled, test = digit_sets
     m = ConditionalVAE((64,), 10, 4, hidden=(64,))
-    history = fit(m, unlabelled, val=test, objective=ConditionalObjective(), epochs=15, batch_size=50, lr=3e-3,
-                  progress=False, device="cpu")
+    history = fit(
+        m, unlabelled, val=test, objective=ConditionalObjective(), epochs=15, batch_size=50, lr=3e-3, progress=False, device="cpu"
+    )
     assert history[-1]["val_elbo"] > history[0]["val_elbo"]
     grid = m.generate_grid(5)
     assert grid.shape == (50, 64)

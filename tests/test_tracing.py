@@ -1,4 +1,5 @@
 """The traced training step replays exactly what the Pyro program computes, or steps aside."""
+
 import json
 import shutil
 
@@ -8,12 +9,12 @@ import torch
 from torch import nn
 
 from ppl_vae.data.base import ArrayDataset
-from ppl_vae.disentangled import TCVAEObjective
-from ppl_vae.likelihoods import NormalLikelihood
-from ppl_vae.objectives import IWAEObjective, Objective
-from ppl_vae.tracing import MAX_SIGNATURES, TracedLoss
-from ppl_vae.train import fit
-from ppl_vae.vae import VAE
+from ppl_vae.objectives.disentangled import TCVAEObjective
+from ppl_vae.components.likelihoods import NormalLikelihood
+from ppl_vae.objectives import ELBOObjective, IWAEObjective
+from ppl_vae.training.tracing import MAX_SIGNATURES, TracedLoss
+from ppl_vae.training.fit import fit
+from ppl_vae.kinds.vae import VAE
 
 X = torch.bernoulli(torch.rand(16, 12, generator=torch.Generator().manual_seed(0)))
 MASK = torch.rand(16, 12, generator=torch.Generator().manual_seed(1)) > 0.3
@@ -27,14 +28,14 @@ def loss_and_grads(fn, vae, seed):
 
 
 CASES = {
-    "default": lambda: (VAE((12,), 3, hidden=(8,)), Objective(), None),
-    "vampprior": lambda: (VAE((12,), 3, prior="vamp", hidden=(8,)), Objective(), None),
-    "mixture prior": lambda: (VAE((12,), 3, prior="mixture", hidden=(8,)), Objective(), None),
-    "iaf posterior": lambda: (VAE((12,), 3, posterior="iaf", hidden=(8,)), Objective(), None),
-    "missing entries": lambda: (VAE((12,), 3, hidden=(8,)), Objective(), MASK),
-    "3 particles": lambda: (VAE((12,), 3, hidden=(8,)), Objective(num_particles=3), None),
+    "default": lambda: (VAE((12,), 3, hidden=(8,)), ELBOObjective(), None),
+    "vampprior": lambda: (VAE((12,), 3, prior="vamp", hidden=(8,)), ELBOObjective(), None),
+    "mixture prior": lambda: (VAE((12,), 3, prior="mixture", hidden=(8,)), ELBOObjective(), None),
+    "iaf posterior": lambda: (VAE((12,), 3, posterior="iaf", hidden=(8,)), ELBOObjective(), None),
+    "missing entries": lambda: (VAE((12,), 3, hidden=(8,)), ELBOObjective(), MASK),
+    "3 particles": lambda: (VAE((12,), 3, hidden=(8,)), ELBOObjective(num_particles=3), None),
     "iwae": lambda: (VAE((12,), 3, hidden=(8,)), IWAEObjective(num_particles=4), None),
-    "beta warm-up": lambda: (VAE((12,), 3, hidden=(8,)), Objective(beta=4.0, schedule="linear", warmup_steps=3), None),
+    "beta warm-up": lambda: (VAE((12,), 3, hidden=(8,)), ELBOObjective(beta=4.0, schedule="linear", warmup_steps=3), None),
 }
 
 
@@ -56,7 +57,7 @@ def test_replay_equals_the_pyro_program_in_value_and_gradient(case):
 
 def test_a_new_batch_shape_gets_its_own_graph_and_too_many_shapes_run_eagerly():
     vae = VAE((12,), 3, hidden=(8,))
-    traced = TracedLoss(vae, Objective())
+    traced = TracedLoss(vae, ELBOObjective())
     for n in range(2, 2 + MAX_SIGNATURES):
         traced(X[:n])
     assert len(traced.graphs) == MAX_SIGNATURES and traced.traced
@@ -116,7 +117,7 @@ class CountsCalls(nn.Module):
 def test_programs_a_graph_cannot_stand_for_run_eagerly(program, why):
     torch.manual_seed(0)
     module = program()
-    traced = TracedLoss(module, Objective(), mode=True)
+    traced = TracedLoss(module, ELBOObjective(), mode=True)
     with pytest.warns(UserWarning, match=why):
         first = traced(X)
     assert not traced.traced and why in traced.reason
@@ -125,7 +126,7 @@ def test_programs_a_graph_cannot_stand_for_run_eagerly(program, why):
     a = traced(X)
     if program is BranchOnData:  # deterministic given the seed: the fallback is the Pyro program itself
         pyro.set_rng_seed(4)
-        assert torch.equal(a, Objective().loss(module, X))
+        assert torch.equal(a, ELBOObjective().loss(module, X))
 
 
 def test_objectives_with_terms_of_their_own_are_not_traced():
@@ -133,14 +134,14 @@ def test_objectives_with_terms_of_their_own_are_not_traced():
     traced = TracedLoss(vae, TCVAEObjective(beta=2.0, dataset_size=16))
     traced(X)
     assert not traced.traced and "not a function of" in traced.reason
-    off = TracedLoss(vae, Objective(), mode=False)
+    off = TracedLoss(vae, ELBOObjective(), mode=False)
     off(X)
     assert not off.traced
 
 
 def test_a_normal_likelihood_with_learned_scale_traces():
     vae = VAE((12,), 3, hidden=(8,), likelihood=NormalLikelihood(scale="decoder"))
-    traced = TracedLoss(vae, Objective())
+    traced = TracedLoss(vae, ELBOObjective())
     x = torch.randn(16, 12)
     traced(x)
     traced(x)
@@ -149,23 +150,29 @@ def test_a_normal_likelihood_with_learned_scale_traces():
 
 def test_recorded_graph_drops_identity_ops_and_folds_constants():
     vae = VAE((12,), 3, hidden=(8,))
-    traced = TracedLoss(vae, Objective())
+    traced = TracedLoss(vae, ELBOObjective())
     traced(X)
     graph = next(iter(traced.graphs.values())).graph
     targets = [(n.target, n.args[1:]) for n in graph.nodes if n.op == "call_function"]
     aten = torch.ops.aten
     assert not any(t == aten.lift_fresh_copy.default for t, _ in targets)  # plate sites' zero log-densities folded
-    assert not any(t in (aten.add.Tensor, aten.sub.Tensor) and a == (0,) or t in (aten.mul.Tensor, aten.div.Tensor) and a == (1,)
-                   for t, a in targets)  # x + 0, x * 1, x / 1 dropped
-    assert not any(t == aten.view.default and n.args[0].meta["val"].shape == n.meta["val"].shape
-                   for n in graph.nodes if n.op == "call_function" for t in [n.target])
+    assert not any(
+        t in (aten.add.Tensor, aten.sub.Tensor) and a == (0,) or t in (aten.mul.Tensor, aten.div.Tensor) and a == (1,)
+        for t, a in targets
+    )  # x + 0, x * 1, x / 1 dropped
+    assert not any(
+        t == aten.view.default and n.args[0].meta["val"].shape == n.meta["val"].shape
+        for n in graph.nodes
+        if n.op == "call_function"
+        for t in [n.target]
+    )
 
 
 def test_an_unknown_trace_mode_is_refused():
     from ppl_vae.registry import ConfigError
 
     with pytest.raises(ConfigError, match=r"trace must be one of 'auto', True, False, 'compile', got 'fast'"):
-        TracedLoss(VAE((12,), 3, hidden=(8,)), Objective(), mode="fast")
+        TracedLoss(VAE((12,), 3, hidden=(8,)), ELBOObjective(), mode="fast")
     with pytest.raises(ConfigError, match="trace must be one of"):
         fit(VAE((12,), 3, hidden=(8,)), ArrayDataset(X), epochs=1, progress=False, device="cpu", trace="fast")
 
@@ -200,7 +207,7 @@ def test_compiled_graph_matches_the_pyro_program():
     if not _inductor_works():
         pytest.skip("torch.compile cannot build kernels on this machine (no C++ toolchain)")
     torch.manual_seed(0)
-    vae, objective = VAE((12,), 3, hidden=(8,)), Objective(beta=2.0, schedule="linear", warmup_steps=4)
+    vae, objective = VAE((12,), 3, hidden=(8,)), ELBOObjective(beta=2.0, schedule="linear", warmup_steps=4)
     traced = TracedLoss(vae, objective, mode="compile")
     traced(X, step=0)  # records, compiles (forward and backward) and checks against the Pyro program
     assert traced.traced, traced.reason

@@ -3,17 +3,24 @@ import torch
 from torch import nn
 
 from ppl_vae.data.base import ArrayDataset
-from ppl_vae.objectives import Objective
+from ppl_vae.objectives import ELBOObjective
 from ppl_vae.registry import ConfigError
-from ppl_vae.train import TrainingDiverged, TrainState, fit, resolve_device
-from ppl_vae.vae import VAE
+from ppl_vae.training.fit import TrainingDiverged, TrainState, fit, resolve_device
+from ppl_vae.kinds.vae import VAE
 
 
 def test_training_on_digits_lowers_the_loss(digits):
     x, _ = digits
     vae = VAE((64,), 4, hidden=(64,))
-    history = fit(vae, ArrayDataset(x[:500], binarize=True), val=ArrayDataset(x[500:]).fixed_binarized(),
-                  epochs=8, batch_size=50, progress=False, device="cpu")
+    history = fit(
+        vae,
+        ArrayDataset(x[:500], binarize=True),
+        val=ArrayDataset(x[500:]).fixed_binarized(),
+        epochs=8,
+        batch_size=50,
+        progress=False,
+        device="cpu",
+    )
     assert len(history) == 8
     assert history[-1]["train_loss"] < history[0]["train_loss"] - 3
     assert history[-1]["val_elbo"] > history[0]["val_elbo"]
@@ -41,7 +48,7 @@ def test_seeded_runs_are_reproducible_and_resume_is_exact(digits):
     assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), c.parameters()))
 
 
-class PoisonAfter(Objective):
+class PoisonAfter(ELBOObjective):
     """Returns NaN from a given step on."""
 
     def __init__(self, step):
@@ -64,8 +71,16 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_parameters(digits):
         snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
 
     with pytest.raises(TrainingDiverged, match=r"epoch 3.*last good epoch \(2\).*train.lr"):
-        fit(vae, ArrayDataset(x[:100], binarize=True), objective=PoisonAfter(step=11), epochs=5, batch_size=20,
-            progress=False, on_epoch_end=remember, device="cpu")
+        fit(
+            vae,
+            ArrayDataset(x[:100], binarize=True),
+            objective=PoisonAfter(step=11),
+            epochs=5,
+            batch_size=20,
+            progress=False,
+            on_epoch_end=remember,
+            device="cpu",
+        )
     assert epochs_seen == [1, 2]
     assert all(torch.equal(v, vae.state_dict()[k]) for k, v in snapshots[-1].items())
     assert all(torch.isfinite(p).all() for p in vae.parameters())
@@ -85,7 +100,7 @@ def test_support_is_checked_before_training():
 
 
 def test_optimizers_use_torchs_fused_kernel_where_it_has_one():
-    from ppl_vae.train import make_optimizer
+    from ppl_vae.training.fit import make_optimizer
 
     params = list(nn.Linear(3, 2).parameters())
     assert make_optimizer(params, "adam").defaults["fused"] is True

@@ -6,10 +6,10 @@ from pyro import poutine
 from pyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO
 from torch import nn
 
-from ppl_vae.nets import ConvDecoder, ConvEncoder
+from ppl_vae.components.networks import ConvDecoder, ConvEncoder
 from ppl_vae.registry import ConfigError
-from ppl_vae.train import fit
-from ppl_vae.vae import VAE
+from ppl_vae.training.fit import fit
+from ppl_vae.kinds.vae import VAE
 
 
 def binary(n=8, d=16):

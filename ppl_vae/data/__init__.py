@@ -1,21 +1,27 @@
 """Datasets: a source (``sources.py``) plus the shared splitting and preprocessing.
 
-``load_data(DataConfig)`` returns ``Splits(train, val, test)`` of ``ArrayDataset``s and a ``meta``
-dict (image shape, class count, table column types, quantization bin width for bits/dim).
+``load_data(DataConfig)`` returns ``Splits(train, val, test)`` of ``ArrayDataset``s and a ``DataSpec``
+(source, preprocessing, datum shape, image shape, classes, table columns, quantization bin width).
+Nothing here knows about models.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 import numpy as np
 import torch
 
-from ..registry import DATASETS, ConfigError
-from .base import ArrayDataset, as_dataset  # noqa: F401
-from .sources import Raw  # noqa: F401  (registers the sources)
+from ppl_vae.config import PREPROCESS
+from ppl_vae.registry import DATASETS, ConfigError
+from ppl_vae.data.base import ArrayDataset, as_dataset  # noqa: F401
+from ppl_vae.data.labelled import balanced_labelled_split
+from ppl_vae.data.sources import Raw  # noqa: F401  (registers the sources)
+from ppl_vae.data.spec import DataSpec
 
-PREPROCESS = ("scale", "binarize", "binarize-fixed", "threshold", "levels", "squeeze", "standardize", "none")
+if TYPE_CHECKING:
+    from ppl_vae.config import DataConfig
 
 
 @dataclass
@@ -23,11 +29,16 @@ class Splits:
     train: ArrayDataset
     val: Optional[ArrayDataset]
     test: ArrayDataset
-    meta: dict
+    spec: DataSpec
     labelled: Optional[ArrayDataset] = None  # semi-supervised: the labelled subset (train holds the rest)
 
+    @property
+    def meta(self) -> dict:
+        """The source's metadata (``spec.meta``)."""
+        return self.spec.meta
 
-def _split_indices(n: int, fraction: float, seed: int):
+
+def _split_indices(n: int, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
     perm = np.random.default_rng(seed).permutation(n)
     k = int(round(n * fraction))
     return perm[k:], perm[:k]
@@ -35,8 +46,10 @@ def _split_indices(n: int, fraction: float, seed: int):
 
 def _scale(x, raw, preprocess):
     if raw.max_level is None:
-        raise ConfigError(f"data.preprocess = '{preprocess}' needs integer grey levels (images); these data are "
-                          "real-valued: use 'standardize' or 'none'")
+        raise ConfigError(
+            f"data.preprocess = '{preprocess}' needs integer grey levels (images); these data are "
+            "real-valued: use 'standardize' or 'none'"
+        )
     return x / raw.max_level
 
 
@@ -66,7 +79,7 @@ def _standardize_stats(x: np.ndarray, meta: dict) -> dict:
     return {"mean": mean.astype(np.float32), "std": std.astype(np.float32)}
 
 
-def load_data(cfg) -> Splits:
+def load_data(cfg: DataConfig) -> Splits:
     """Load, split (train / val / test) and preprocess the dataset a ``DataConfig`` names."""
     if cfg.preprocess not in PREPROCESS:
         raise ConfigError(f"unknown data.preprocess '{cfg.preprocess}'; choose one of: {', '.join(PREPROCESS)}")
@@ -81,13 +94,17 @@ def load_data(cfg) -> Splits:
     else:
         test_x, test_y = raw.test_x, raw.test_y
     keep, val = _split_indices(len(x), cfg.val_fraction, cfg.seed + 1)
-    parts = {"train": (x[keep], None if y is None else y[keep]), "val": (x[val], None if y is None else y[val]),
-             "test": (test_x, test_y)}
+    parts: Dict[str, Tuple[Any, ...]]  # split name -> (x, y or None)
+    parts = {
+        "train": (x[keep], None if y is None else y[keep]),
+        "val": (x[val], None if y is None else y[val]),
+        "test": (test_x, test_y),
+    }
     if cfg.limit:
         parts["train"] = tuple(None if a is None else a[: cfg.limit] for a in parts["train"])
     meta = dict(raw.meta)
     stats = _standardize_stats(parts["train"][0], meta) if cfg.preprocess == "standardize" else {}
-    out = {}
+    out: Dict[str, Any] = {}  # split name -> ArrayDataset (val: None when empty)
     for i, (name, (px, py)) in enumerate(parts.items()):
         if name == "val" and len(px) == 0:
             out[name] = None
@@ -96,9 +113,12 @@ def load_data(cfg) -> Splits:
         px = _preprocess(px, raw, cfg.preprocess, stats)
         if cfg.flatten and px.ndim > 2:
             px = px.reshape(len(px), -1)
-        ds = ArrayDataset(torch.from_numpy(np.ascontiguousarray(px, dtype=np.float32)),
-                          None if py is None else torch.from_numpy(py), None if mask is None else torch.from_numpy(mask),
-                          meta=meta)
+        ds = ArrayDataset(
+            torch.from_numpy(np.ascontiguousarray(px, dtype=np.float32)),
+            None if py is None else torch.from_numpy(py),
+            None if mask is None else torch.from_numpy(mask),
+            meta=meta,
+        )
         if cfg.preprocess == "binarize-fixed" or (cfg.preprocess == "binarize" and name != "train"):
             ds = ds.fixed_binarized(cfg.seed + 10 * i)
         elif cfg.preprocess == "binarize":
@@ -110,13 +130,15 @@ def load_data(cfg) -> Splits:
     labelled = None
     if cfg.labels:
         out["train"], labelled = _labelled_subset(out["train"], cfg, meta)
-    return Splits(out["train"], out["val"], out["test"], meta, labelled)
+    sizes = {name: len(part) for name, part in out.items() if part is not None}
+    if labelled is not None:
+        sizes["labelled"] = len(labelled)
+    spec = DataSpec(cfg.name, cfg.path, cfg.preprocess, tuple(out["train"].shape), meta, sizes)
+    return Splits(out["train"], out["val"], out["test"], spec, labelled)
 
 
-def _labelled_subset(train: ArrayDataset, cfg, meta: dict):
+def _labelled_subset(train: ArrayDataset, cfg: DataConfig, meta: dict) -> Tuple[ArrayDataset, ArrayDataset]:
     """(unlabelled rest, class-balanced labelled subset of size ``cfg.labels``) of the training data."""
-    from ..semisupervised import balanced_labelled_split
-
     if train.y is None or not meta.get("n_classes"):
         raise ConfigError(f"data.labels needs labelled data; '{cfg.name}' has no labels")
     lab, rest = balanced_labelled_split(train.y.numpy(), cfg.labels, meta["n_classes"], cfg.seed + 2)

@@ -5,14 +5,23 @@ boolean ``mask`` of observed entries. With ``binarize=True`` every batch is a fr
 of the grey levels (dynamic binarization). Batches are drawn on the data's own device with a
 seeded generator: no host round trip per step.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, Optional, Protocol, Sequence, Tuple, Union, cast
 
 import torch
 
-from ..registry import ConfigError
+from ppl_vae.registry import ConfigError
+
+
+class ScoresData(Protocol):
+    """What ``check_for`` asks of a likelihood (data know no models, only this contract)."""
+
+    data_shape: Tuple[int, ...]
+
+    def check_support(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> None: ...
 
 
 @dataclass
@@ -23,7 +32,7 @@ class ArrayDataset:
     binarize: bool = False
     meta: dict = field(default_factory=dict)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not torch.is_tensor(self.x):
             self.x = torch.as_tensor(self.x)
         self.x = self.x.to(torch.get_default_dtype())
@@ -45,11 +54,11 @@ class ArrayDataset:
     def shape(self) -> tuple:
         return tuple(self.x.shape[1:])
 
-    def to(self, device) -> "ArrayDataset":
+    def to(self, device: Union[str, torch.device]) -> "ArrayDataset":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return replace(self, x=move(self.x), y=move(self.y), mask=move(self.mask))
+        return replace(self, x=cast(torch.Tensor, move(self.x)), y=move(self.y), mask=move(self.mask))
 
-    def subset(self, idx) -> "ArrayDataset":
+    def subset(self, idx: Union[torch.Tensor, slice, Sequence[int]]) -> "ArrayDataset":
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
         return replace(self, x=self.x[idx], y=pick(self.y), mask=pick(self.mask))
 
@@ -58,21 +67,24 @@ class ArrayDataset:
         g = torch.Generator(device=self.x.device).manual_seed(seed)
         return replace(self, x=torch.bernoulli(self.x, generator=g), binarize=False)
 
-    def check_for(self, likelihood) -> None:
+    def check_for(self, likelihood: ScoresData) -> None:
         """Raise a one-line error when the data cannot be scored by ``likelihood``."""
         if self.shape != tuple(likelihood.data_shape):
-            raise ConfigError(
-                f"the data's datum shape is {self.shape} but the model was built for {tuple(likelihood.data_shape)}"
-            )
+            raise ConfigError(f"the data's datum shape is {self.shape} but the model was built for {tuple(likelihood.data_shape)}")
         if self.binarize:
             if not bool(((self.x >= 0) & (self.x <= 1)).all()):
                 raise ConfigError("dynamic binarization needs values in [0, 1]: scale the data first")
         else:
             likelihood.check_support(self.x, self.mask)
 
-    def batches(self, batch_size: int, shuffle: bool = True,
-                generator: Optional[torch.Generator] = None, labels: bool = False,
-                shard: Optional[Tuple[int, int]] = None) -> Iterator[tuple]:
+    def batches(
+        self,
+        batch_size: int,
+        shuffle: bool = True,
+        generator: Optional[torch.Generator] = None,
+        labels: bool = False,
+        shard: Optional[Tuple[int, int]] = None,
+    ) -> Iterator[tuple]:
         """(x, mask) batches, or (x, mask, y) with ``labels=True``; indices drawn on the data's device.
         ``shard=(rank, world_size)`` gives this process its contiguous block of every batch
         (distributed training); a last batch too small to give every rank a datum is skipped."""
@@ -80,11 +92,12 @@ class ArrayDataset:
             raise ConfigError("this model trains on labelled data, but the data have no labels")
         n = len(self.x)
         order = torch.randperm(n, device=self.x.device, generator=generator) if shuffle else None
+        idx: Union[slice, torch.Tensor]
         for start in range(0, n, batch_size):
             if order is None:
                 idx = slice(start, start + batch_size)
             else:
-                idx = order[start:start + batch_size]
+                idx = order[start : start + batch_size]
             if shard is not None:
                 rank, world = shard
                 if min(batch_size, n - start) < world:
@@ -95,10 +108,10 @@ class ArrayDataset:
             xb, mb = self.x[idx], None if self.mask is None else self.mask[idx]
             if self.binarize:
                 xb = torch.bernoulli(xb, generator=generator)
-            yield (xb, mb, self.y[idx]) if labels else (xb, mb)
+            yield (xb, mb, cast(torch.Tensor, self.y)[idx]) if labels else (xb, mb)  # labels: y checked above
 
 
-def as_dataset(data) -> ArrayDataset:
+def as_dataset(data: Union[ArrayDataset, torch.Tensor]) -> ArrayDataset:
     if isinstance(data, ArrayDataset):
         return data
     if torch.is_tensor(data):

@@ -11,14 +11,15 @@ the curve (x^2 + y^2 - 1)^3 = x^2 y^3, point down. Orientation rotates counter-c
 ``GroundTruthData`` is the interface the disentanglement metrics use: ``factor_sizes``,
 ``sample_factors(n, rng)`` and ``sample_observations_from_factors(factors, rng)``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..registry import ConfigError
+from ppl_vae.registry import ConfigError
 
 SHAPES = ("square", "ellipse", "heart")
 FACTOR_NAMES = ("shape", "scale", "orientation", "posX", "posY")
@@ -48,13 +49,18 @@ class DSpritesLike(GroundTruthData):
 
     factor_names = FACTOR_NAMES
 
-    def __init__(self, sizes: Sequence[int] = FULL_SIZES):
+    def __init__(self, sizes: Sequence[int] = FULL_SIZES) -> None:
         sizes = tuple(int(s) for s in sizes)
         if len(sizes) != 5 or sizes[0] not in (1, 2, 3) or min(sizes) < 1:
             raise ConfigError(f"dSprites sizes are (shapes <= 3, scales, orientations, posX, posY), got {sizes}")
         self.factor_sizes = sizes
-        self.values = [np.arange(sizes[0]), np.linspace(0.5, 1.0, sizes[1]),
-                       np.linspace(0, 2 * np.pi, sizes[2]), np.linspace(0, 1, sizes[3]), np.linspace(0, 1, sizes[4])]
+        self.values = [
+            np.arange(sizes[0]),
+            np.linspace(0.5, 1.0, sizes[1]),
+            np.linspace(0, 2 * np.pi, sizes[2]),
+            np.linspace(0, 1, sizes[3]),
+            np.linspace(0, 1, sizes[4]),
+        ]
         self.bases = np.cumprod((sizes[1:] + (1,))[::-1])[::-1]  # [245760, 40960, 1024, 32, 1] for the full grid
 
     def __len__(self) -> int:
@@ -67,13 +73,13 @@ class DSpritesLike(GroundTruthData):
         index = np.asarray(index)
         return np.stack([(index // b) % k for b, k in zip(self.bases, self.factor_sizes)], -1)
 
-    def sample_observations_from_factors(self, factors, rng=None) -> np.ndarray:
+    def sample_observations_from_factors(self, factors: np.ndarray, rng: Optional[np.random.Generator] = None) -> np.ndarray:
         return self.render(factors)
 
     def render(self, factors: np.ndarray, chunk: int = 4096) -> np.ndarray:
         """Binary images (n, 1, 64, 64) as float32 for integer factor indices (n, 5)."""
         factors = np.atleast_2d(np.asarray(factors))
-        return np.concatenate([self._render(factors[i:i + chunk]) for i in range(0, len(factors), chunk)])
+        return np.concatenate([self._render(factors[i : i + chunk]) for i in range(0, len(factors), chunk)])
 
     def _render(self, f: np.ndarray) -> np.ndarray:
         shape = f[:, 0]
@@ -87,15 +93,15 @@ class DSpritesLike(GroundTruthData):
             sel = np.flatnonzero(shape == k)
             if not len(sel):
                 continue
-            dx = pix[None, None, :] - cx[sel, None, None]          # x: columns, to the right
-            dy = -(pix[None, :, None] - cy[sel, None, None])       # y: up on screen (rows grow downwards)
+            dx = pix[None, None, :] - cx[sel, None, None]  # x: columns, to the right
+            dy = -(pix[None, :, None] - cy[sel, None, None])  # y: up on screen (rows grow downwards)
             c, s = np.cos(theta[sel])[:, None, None], np.sin(theta[sel])[:, None, None]
             r = (HALF_SIZE * IMAGE * scale[sel])[:, None, None]
             u, v = (c * dx + s * dy) / r, (-s * dx + c * dy) / r  # the shape's own frame, rotated by -theta
             out[sel, 0] = inside(u, v)
         return out
 
-    def dataset(self, n: Optional[int] = None, seed: int = 0):
+    def dataset(self, n: Optional[int] = None, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
         """(images, factors) for the whole grid, or ``n`` random points of it."""
         if n is None:
             factors = self.factors_of(np.arange(len(self)))
@@ -104,18 +110,18 @@ class DSpritesLike(GroundTruthData):
         return self.render(factors), factors
 
 
-def _square(u, v):
+def _square(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.maximum(np.abs(u), np.abs(v)) <= 1
 
 
-def _ellipse(u, v):
-    return u ** 2 + (2 * v) ** 2 <= 1
+def _ellipse(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return u**2 + (2 * v) ** 2 <= 1
 
 
-def _heart(u, v):
+def _heart(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """(x^2 + y^2 - 1)^3 - x^2 y^3 <= 0, point down, scaled into the unit box."""
     x, y = u * HEART_EXTENT, v * HEART_EXTENT + 0.1
-    return (x ** 2 + y ** 2 - 1) ** 3 - x ** 2 * y ** 3 <= 0
+    return (x**2 + y**2 - 1) ** 3 - x**2 * y**3 <= 0
 
 
 class DSpritesFile(GroundTruthData):
@@ -124,11 +130,13 @@ class DSpritesFile(GroundTruthData):
     factor_names = FACTOR_NAMES
     factor_sizes = FULL_SIZES
 
-    def __init__(self, path: str):
+    def __init__(self, path: str) -> None:
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(f"dSprites file '{path}' not found (the original .npz); leave data.path empty to "
-                              "generate the dSprites-like data instead")
+            raise ConfigError(
+                f"dSprites file '{path}' not found (the original .npz); leave data.path empty to "
+                "generate the dSprites-like data instead"
+            )
         with np.load(p, allow_pickle=False) as z:
             if "imgs" not in z or "latents_classes" not in z:
                 raise ConfigError(f"'{path}' is not the dSprites .npz (needs arrays 'imgs' and 'latents_classes')")
@@ -136,5 +144,5 @@ class DSpritesFile(GroundTruthData):
             self.classes = z["latents_classes"][:, 1:]  # drop the constant colour factor
         self.bases = DSpritesLike().bases
 
-    def sample_observations_from_factors(self, factors, rng=None) -> np.ndarray:
+    def sample_observations_from_factors(self, factors: np.ndarray, rng: Optional[np.random.Generator] = None) -> np.ndarray:
         return self.images[np.asarray(factors) @ self.bases][:, None].astype(np.float32)

@@ -8,14 +8,28 @@
 - ``export``: ArviZ InferenceData; ``report.diagnose`` writes all of it as a report directory.
 ArviZ is only called from ``arviz_adapter``.
 """
-from .compare import compare_log_likelihoods, comparison_table
-from .export import to_inference_data
-from .importance import ImportanceDiagnostics, importance_diagnostics, khat_threshold
-from .predictive import ppc_pvalues, predictive_statistics
-from .reference import nuts_posterior, reference_report, reoptimized_elbo
-from .report import diagnose
-from .sbc import SBCResult, amortized_sbc
 
-__all__ = ["ImportanceDiagnostics", "SBCResult", "amortized_sbc", "compare_log_likelihoods", "comparison_table",
-           "diagnose", "importance_diagnostics", "khat_threshold", "nuts_posterior", "ppc_pvalues",
-           "predictive_statistics", "reference_report", "reoptimized_elbo", "to_inference_data"]
+from ppl_vae.diagnostics.compare import compare_log_likelihoods, comparison_table
+from ppl_vae.diagnostics.export import to_inference_data
+from ppl_vae.diagnostics.psis import ImportanceDiagnostics, importance_diagnostics, khat_threshold
+from ppl_vae.diagnostics.predictive import ppc_pvalues, predictive_statistics
+from ppl_vae.diagnostics.reference import nuts_posterior, reference_report, reoptimized_elbo
+from ppl_vae.diagnostics.report import diagnose
+from ppl_vae.diagnostics.sbc import SBCResult, amortized_sbc
+
+__all__ = [
+    "ImportanceDiagnostics",
+    "SBCResult",
+    "amortized_sbc",
+    "compare_log_likelihoods",
+    "comparison_table",
+    "diagnose",
+    "importance_diagnostics",
+    "khat_threshold",
+    "nuts_posterior",
+    "ppc_pvalues",
+    "predictive_statistics",
+    "reference_report",
+    "reoptimized_elbo",
+    "to_inference_data",
+]

@@ -6,6 +6,7 @@ p(x_i), with unbounded variance. Held-out data need no leave-one-out: every mode
 test points with the IWAE estimate of log p(x_i), and the paired differences (same points) have a
 standard error sd(diff) * sqrt(N) on the summed scale, sd(diff) / sqrt(N) per datum.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,9 +30,16 @@ def compare_log_likelihoods(log_px: Dict[str, np.ndarray]) -> list:
     for name in ranked:
         v = np.asarray(log_px[name], dtype=np.float64)
         diff = v - best
-        rows.append({"model": name, "log_px": float(v.mean()), "se": float(v.std(ddof=1) / math.sqrt(n)),
-                     "diff": float(diff.mean()), "diff_se": float(diff.std(ddof=1) / math.sqrt(n)) if name != ranked[0] else 0.0,
-                     "n": n})
+        rows.append(
+            {
+                "model": name,
+                "log_px": float(v.mean()),
+                "se": float(v.std(ddof=1) / math.sqrt(n)),
+                "diff": float(diff.mean()),
+                "diff_se": float(diff.std(ddof=1) / math.sqrt(n)) if name != ranked[0] else 0.0,
+                "n": n,
+            }
+        )
     return rows
 
 

@@ -5,9 +5,11 @@ uniform on {0..S} for every dimension d when q is the exact posterior (averaged 
 predictive). A U shape means the guide is too narrow, a hump that it is too wide, a slope that it is
 biased. The ECDF-difference plot with simultaneous bands is ArviZ's.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.stats as st
@@ -54,16 +56,15 @@ class SBCResult:
 
 
 @torch.no_grad()
-def amortized_sbc(vae, num_sims: int = 500, num_samples: int = 100, batch_size: int = 250,
-                  generator_seed: int = 0) -> SBCResult:
+def amortized_sbc(vae: Any, num_sims: int = 500, num_samples: int = 100, batch_size: int = 250, generator_seed: int = 0) -> SBCResult:
     """Ranks of prior draws among guide draws for ``num_sims`` simulated data (S = ``num_samples``)."""
     vae.eval()
     torch.manual_seed(generator_seed)
     ranks = []
     for start in range(0, num_sims, batch_size):
         n = min(batch_size, num_sims - start)
-        z_true = vae.prior().sample((n,))                                # (n, Z)
-        x_sim = vae.likelihood(vae.decoder(z_true)).sample()             # (n, *data_shape)
-        draws = vae.encode(x_sim).sample((num_samples,))                 # (S, n, Z)
+        z_true = vae.prior().sample((n,))  # (n, Z)
+        x_sim = vae.likelihood(vae.decoder(z_true)).sample()  # (n, *data_shape)
+        draws = vae.encode(x_sim).sample((num_samples,))  # (S, n, Z)
         ranks.append((draws < z_true).sum(0).cpu())
     return SBCResult(torch.cat(ranks).numpy(), num_samples)

@@ -11,9 +11,10 @@ BetaVAE score (Higgins et al. 2017), FactorVAE score (Kim & Mnih 2018), MIG (Che
 DCI (Eastwood & Williams 2018), SAP (Kumar et al. 2018), modularity and explicitness (Ridgeway &
 Zemel 2018).
 """
+
 from __future__ import annotations
 
-from typing import Callable, Dict
+from typing import TYPE_CHECKING, Any, Callable, Dict, Tuple
 
 import numpy as np
 import sklearn
@@ -23,20 +24,30 @@ from sklearn.metrics import mutual_info_score, roc_auc_score
 from sklearn.preprocessing import MultiLabelBinarizer
 from sklearn.svm import LinearSVC
 
-FAST = {"beta_vae": dict(num_train=500, num_eval=250, batch_size=16),
-        "factor_vae": dict(num_train=400, num_eval=200, num_variance_estimate=2000, batch_size=32),
-        "mig": dict(num_train=2000), "dci": dict(num_train=300, num_test=150),
-        "sap": dict(num_train=1000, num_test=500), "modularity_explicitness": dict(num_train=1000, num_test=500)}
+if TYPE_CHECKING:
+    from ppl_vae.data.dsprites import GroundTruthData
+
+FAST = {
+    "beta_vae": dict(num_train=500, num_eval=250, batch_size=16),
+    "factor_vae": dict(num_train=400, num_eval=200, num_variance_estimate=2000, batch_size=32),
+    "mig": dict(num_train=2000),
+    "dci": dict(num_train=300, num_test=150),
+    "sap": dict(num_train=1000, num_test=500),
+    "modularity_explicitness": dict(num_train=1000, num_test=500),
+}
 
 
-def _result(scores: dict, **settings) -> dict:
+def _result(scores: dict, **settings: Any) -> dict:
     return {**scores, "settings": settings, "sklearn": sklearn.__version__}
 
 
-def _codes_and_factors(gt, represent, n, rng, batch_size=100):
+def _codes_and_factors(
+    gt: GroundTruthData, represent: Callable[[np.ndarray], Any], n: int, rng: np.random.Generator, batch_size: int = 100
+) -> Tuple[np.ndarray, np.ndarray]:
     factors = gt.sample_factors(n, rng)
-    codes = np.concatenate([np.asarray(represent(gt.sample_observations_from_factors(factors[i:i + batch_size], rng)))
-                            for i in range(0, n, batch_size)])
+    codes = np.concatenate(
+        [np.asarray(represent(gt.sample_observations_from_factors(factors[i : i + batch_size], rng))) for i in range(0, n, batch_size)]
+    )
     return codes.reshape(n, -1), factors
 
 
@@ -55,7 +66,14 @@ def factor_entropies(factors: np.ndarray) -> np.ndarray:
     return np.array([mutual_info_score(f, f) for f in factors.T])
 
 
-def mig(gt, represent, rng, num_train: int = 10000, num_bins: int = 20, batch_size: int = 16) -> dict:
+def mig(
+    gt: GroundTruthData,
+    represent: Callable[[np.ndarray], Any],
+    rng: np.random.Generator,
+    num_train: int = 10000,
+    num_bins: int = 20,
+    batch_size: int = 16,
+) -> dict:
     """Mean over factors of the gap between the two codes most informative about it, / H(factor)."""
     codes, factors = _codes_and_factors(gt, represent, num_train, rng)
     m = mutual_info_matrix(discretize(codes, num_bins), factors)
@@ -63,8 +81,7 @@ def mig(gt, represent, rng, num_train: int = 10000, num_bins: int = 20, batch_si
     second = top[1] if len(top) > 1 else np.zeros_like(top[0])
     h = factor_entropies(factors)
     per_factor = np.divide(top[0] - second, h, out=np.zeros_like(h), where=h > 0)
-    return _result({"mig": float(per_factor.mean()), "mig_per_factor": per_factor.tolist()},
-                   num_train=num_train, num_bins=num_bins)
+    return _result({"mig": float(per_factor.mean()), "mig_per_factor": per_factor.tolist()}, num_train=num_train, num_bins=num_bins)
 
 
 # ---- DCI --------------------------------------------------------------------------------------------
@@ -73,7 +90,7 @@ def dci_from_importance(importance: np.ndarray) -> Dict[str, float]:
     r = np.abs(importance)
     k, d = r.shape[1], r.shape[0]
 
-    def one_minus_entropy(p, base):
+    def one_minus_entropy(p: np.ndarray, base: int) -> float:
         p = p / max(p.sum(), 1e-12)
         p = p[p > 0]
         return 1.0 + float((p * np.log(p)).sum() / np.log(base)) if base > 1 else 1.0
@@ -82,11 +99,17 @@ def dci_from_importance(importance: np.ndarray) -> Dict[str, float]:
     code_weight = r.sum(1) / max(r.sum(), 1e-12)
     per_factor = np.array([one_minus_entropy(r[:, j], d) for j in range(k)])
     factor_weight = r.sum(0) / max(r.sum(), 1e-12)
-    return {"disentanglement": float((per_code * code_weight).sum()),
-            "completeness": float((per_factor * factor_weight).sum())}
+    return {"disentanglement": float((per_code * code_weight).sum()), "completeness": float((per_factor * factor_weight).sum())}
 
 
-def dci(gt, represent, rng, num_train: int = 10000, num_test: int = 5000, batch_size: int = 16) -> dict:
+def dci(
+    gt: GroundTruthData,
+    represent: Callable[[np.ndarray], Any],
+    rng: np.random.Generator,
+    num_train: int = 10000,
+    num_test: int = 5000,
+    batch_size: int = 16,
+) -> dict:
     """Gradient-boosted trees per factor: importances -> disentanglement, completeness; test accuracy ->
     informativeness."""
     train_c, train_f = _codes_and_factors(gt, represent, num_train, rng)
@@ -106,8 +129,15 @@ def dci(gt, represent, rng, num_train: int = 10000, num_test: int = 5000, batch_
 
 
 # ---- SAP --------------------------------------------------------------------------------------------
-def sap(gt, represent, rng, num_train: int = 10000, num_test: int = 5000, batch_size: int = 16,
-        continuous_factors: bool = False) -> dict:
+def sap(
+    gt: GroundTruthData,
+    represent: Callable[[np.ndarray], Any],
+    rng: np.random.Generator,
+    num_train: int = 10000,
+    num_test: int = 5000,
+    batch_size: int = 16,
+    continuous_factors: bool = False,
+) -> dict:
     """Per factor, the gap between the two codes that best predict it alone: test accuracy of
     LinearSVC(C=0.01, class_weight="balanced") on one code (discrete factors, the dSprites study
     setting), or the squared correlation (``continuous_factors=True``). With discrete factors of more
@@ -124,12 +154,17 @@ def sap(gt, represent, rng, num_train: int = 10000, num_test: int = 5000, batch_
                 cov = np.cov(train_c[:, i], train_f[:, j])
                 score[i, j] = cov[0, 1] ** 2 / (cov[0, 0] * cov[1, 1])
             else:
-                clf = LinearSVC(C=0.01, class_weight="balanced").fit(train_c[:, i:i + 1], train_f[:, j])
-                score[i, j] = np.mean(clf.predict(test_c[:, i:i + 1]) == test_f[:, j])
+                clf = LinearSVC(C=0.01, class_weight="balanced").fit(train_c[:, i : i + 1], train_f[:, j])
+                score[i, j] = np.mean(clf.predict(test_c[:, i : i + 1]) == test_f[:, j])
     top = np.sort(score, axis=0)[::-1]
     gaps = top[0] - (top[1] if len(top) > 1 else 0)
-    return _result({"sap": float(gaps.mean())}, num_train=num_train, num_test=num_test,
-                   continuous_factors=continuous_factors, model="LinearSVC(C=0.01, class_weight='balanced')")
+    return _result(
+        {"sap": float(gaps.mean())},
+        num_train=num_train,
+        num_test=num_test,
+        continuous_factors=continuous_factors,
+        model="LinearSVC(C=0.01, class_weight='balanced')",
+    )
 
 
 # ---- modularity and explicitness -------------------------------------------------------------------
@@ -144,12 +179,19 @@ def modularity_from_mi(m: np.ndarray) -> float:
             continue
         template = np.zeros_like(row)
         template[row.argmax()] = theta
-        out.append(1.0 - ((row - template) ** 2).sum() / (theta ** 2 * (k - 1)))
+        out.append(1.0 - ((row - template) ** 2).sum() / (theta**2 * (k - 1)))
     return float(np.mean(out))
 
 
-def modularity_explicitness(gt, represent, rng, num_train: int = 10000, num_test: int = 5000,
-                            num_bins: int = 20, batch_size: int = 16) -> dict:
+def modularity_explicitness(
+    gt: GroundTruthData,
+    represent: Callable[[np.ndarray], Any],
+    rng: np.random.Generator,
+    num_train: int = 10000,
+    num_test: int = 5000,
+    num_bins: int = 20,
+    batch_size: int = 16,
+) -> dict:
     train_c, train_f = _codes_and_factors(gt, represent, num_train, rng)
     test_c, test_f = _codes_and_factors(gt, represent, num_test, rng)
     modularity = modularity_from_mi(mutual_info_matrix(discretize(train_c, num_bins), train_f))
@@ -162,18 +204,31 @@ def modularity_explicitness(gt, represent, rng, num_train: int = 10000, num_test
         if len(classes) < 2:
             continue
         clf = LogisticRegression(max_iter=1000).fit(xtr, train_f[:, j])
-        onehot = MultiLabelBinarizer(classes=list(clf.classes_)).fit_transform(test_f[:, j:j + 1])
+        onehot = MultiLabelBinarizer(classes=list(clf.classes_)).fit_transform(test_f[:, j : j + 1])
         probs = clf.predict_proba(xte)
         present = onehot.sum(0) > 0
         explicit.append(roc_auc_score(onehot[:, present], probs[:, present], average="macro"))
-    return _result({"modularity": modularity, "explicitness": float(np.mean(explicit))},
-                   num_train=num_train, num_test=num_test, num_bins=num_bins, model="LogisticRegression()")
+    return _result(
+        {"modularity": modularity, "explicitness": float(np.mean(explicit))},
+        num_train=num_train,
+        num_test=num_test,
+        num_bins=num_bins,
+        model="LogisticRegression()",
+    )
 
 
 # ---- BetaVAE and FactorVAE scores -------------------------------------------------------------------
-def beta_vae_score(gt, represent, rng, batch_size: int = 64, num_train: int = 10000, num_eval: int = 5000) -> dict:
+def beta_vae_score(
+    gt: GroundTruthData,
+    represent: Callable[[np.ndarray], Any],
+    rng: np.random.Generator,
+    batch_size: int = 64,
+    num_train: int = 10000,
+    num_eval: int = 5000,
+) -> dict:
     """Predict which factor was held fixed from the mean |code difference| over ``batch_size`` pairs."""
-    def points(n):
+
+    def points(n: int) -> Tuple[np.ndarray, np.ndarray]:
         xs, ys = [], []
         for _ in range(n):
             k = rng.integers(len(gt.factor_sizes))
@@ -192,22 +247,40 @@ def beta_vae_score(gt, represent, rng, batch_size: int = 64, num_train: int = 10
     else:
         clf = LogisticRegression(max_iter=1000).fit(xtr, ytr)
         acc_tr, acc_ev = clf.score(xtr, ytr), clf.score(xev, yev)
-    return _result({"train_accuracy": float(acc_tr), "eval_accuracy": float(acc_ev)},
-                   batch_size=batch_size, num_train=num_train, num_eval=num_eval, model="LogisticRegression()")
+    return _result(
+        {"train_accuracy": float(acc_tr), "eval_accuracy": float(acc_ev)},
+        batch_size=batch_size,
+        num_train=num_train,
+        num_eval=num_eval,
+        model="LogisticRegression()",
+    )
 
 
-def factor_vae_score(gt, represent, rng, batch_size: int = 64, num_train: int = 10000, num_eval: int = 5000,
-                     num_variance_estimate: int = 10000, prune_std: float = 0.05) -> dict:
+def factor_vae_score(
+    gt: GroundTruthData,
+    represent: Callable[[np.ndarray], Any],
+    rng: np.random.Generator,
+    batch_size: int = 64,
+    num_train: int = 10000,
+    num_eval: int = 5000,
+    num_variance_estimate: int = 10000,
+    prune_std: float = 0.05,
+) -> dict:
     """Majority vote from (argmin normalized code variance with one factor fixed) to that factor."""
     codes, _ = _codes_and_factors(gt, represent, num_variance_estimate, rng)
     scale = codes.std(0)
     active = scale >= prune_std
     if not active.any():
-        return _result({"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0},
-                       batch_size=batch_size, num_train=num_train, num_eval=num_eval, prune_std=prune_std)
+        return _result(
+            {"train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0},
+            batch_size=batch_size,
+            num_train=num_train,
+            num_eval=num_eval,
+            prune_std=prune_std,
+        )
     n_codes, n_factors = codes.shape[1], len(gt.factor_sizes)
 
-    def votes(n):
+    def votes(n: int) -> np.ndarray:
         table = np.zeros((n_codes, n_factors), dtype=np.int64)
         for _ in range(n):
             k = rng.integers(n_factors)
@@ -222,16 +295,26 @@ def factor_vae_score(gt, represent, rng, batch_size: int = 64, num_train: int = 
     rule = train.argmax(1)  # each code dimension votes for its most frequent factor
     acc_tr = train[np.arange(n_codes), rule].sum() / max(train.sum(), 1)
     acc_ev = ev[np.arange(n_codes), rule].sum() / max(ev.sum(), 1)
-    return _result({"train_accuracy": float(acc_tr), "eval_accuracy": float(acc_ev),
-                    "num_active_dims": int(active.sum())}, batch_size=batch_size, num_train=num_train,
-                   num_eval=num_eval, num_variance_estimate=num_variance_estimate, prune_std=prune_std)
+    return _result(
+        {"train_accuracy": float(acc_tr), "eval_accuracy": float(acc_ev), "num_active_dims": int(active.sum())},
+        batch_size=batch_size,
+        num_train=num_train,
+        num_eval=num_eval,
+        num_variance_estimate=num_variance_estimate,
+        prune_std=prune_std,
+    )
 
 
-METRICS: Dict[str, Callable] = {"beta_vae": beta_vae_score, "factor_vae": factor_vae_score, "mig": mig, "dci": dci,
-                                "sap": sap, "modularity_explicitness": modularity_explicitness}
+METRICS: Dict[str, Callable] = {
+    "beta_vae": beta_vae_score,
+    "factor_vae": factor_vae_score,
+    "mig": mig,
+    "dci": dci,
+    "sap": sap,
+    "modularity_explicitness": modularity_explicitness,
+}
 
 
-def all_metrics(gt, represent, seed: int = 0, fast: bool = False) -> dict:
+def all_metrics(gt: GroundTruthData, represent: Callable[[np.ndarray], Any], seed: int = 0, fast: bool = False) -> dict:
     """Every metric with its default (or ``FAST``) settings, each from its own seeded generator."""
-    return {name: fn(gt, represent, np.random.default_rng(seed), **(FAST[name] if fast else {}))
-            for name, fn in METRICS.items()}
+    return {name: fn(gt, represent, np.random.default_rng(seed), **(FAST[name] if fast else {})) for name, fn in METRICS.items()}

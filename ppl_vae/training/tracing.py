@@ -16,36 +16,37 @@ function of ``(vae, x, mask, beta)`` alone are tried: the ELBO and the IWAE boun
 ELBO too, but Pyro's TraceMeanField_ELBO reads a tensor value in its NaN check, so it runs eagerly);
 objectives with their own state or per-batch penalties run eagerly.
 """
+
 from __future__ import annotations
 
 import warnings
-from typing import Optional
+from typing import Any, Optional, Union, cast
 
 import pyro
 import torch
 from torch import nn
 
-from .registry import ConfigError
+from ppl_vae.registry import ConfigError
 
 MODES = ("auto", True, False, "compile")
 MAX_SIGNATURES = 8  # full batch, last partial batch, ...: more than this means shapes keep changing
 
 
-def traceable(objective) -> bool:
+def traceable(objective: Any) -> bool:
     """Whether ``objective``'s training loss is ``loss_at(vae, x, mask, beta(step))`` and nothing else."""
-    from .objectives import Objective
+    from ppl_vae.objectives.elbo import ELBOObjective
 
-    return isinstance(objective, Objective) and type(objective).loss is Objective.loss and getattr(objective, "traceable", False)
+    return isinstance(objective, ELBOObjective) and type(objective).loss is ELBOObjective.loss and objective.traceable
 
 
 class _LossAt(nn.Module):
     """``forward(x, mask, beta) = objective.loss_at(vae, x, mask, beta)``: what ``functional_call`` swaps tensors into."""
 
-    def __init__(self, vae: nn.Module, objective):
+    def __init__(self, vae: nn.Module, objective: Any) -> None:
         super().__init__()
         self.vae, self.objective = vae, objective
 
-    def forward(self, x, mask, beta):
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor], beta: torch.Tensor) -> torch.Tensor:
         return self.objective.loss_at(self.vae, x, mask, beta)
 
 
@@ -59,7 +60,9 @@ class TracedLoss:
     replayed a graph.
     """
 
-    def __init__(self, vae: nn.Module, objective, mode="auto"):
+    _beta_value: float  # the beta that self._beta holds (set with it)
+
+    def __init__(self, vae: nn.Module, objective: Any, mode: Union[str, bool] = "auto") -> None:
         if not any(mode is m or mode == m for m in MODES):
             raise ConfigError(f"trace must be one of {', '.join(map(repr, MODES))}, got {mode!r}")
         self.vae, self.objective, self.mode = vae, objective, mode
@@ -73,14 +76,20 @@ class TracedLoss:
         self.traced = False
         self._beta: Optional[torch.Tensor] = None
 
-    def __call__(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, step: int = 0, **kwargs) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, step: int = 0, **kwargs: Any) -> torch.Tensor:
         if self.reason is not None or kwargs:
             self.traced = False
             return self.objective.loss(self.vae, x, mask, step=step, **kwargs)
         beta = self._beta_tensor(self.objective.beta(step), x.device)
         state = self._state()
-        key = (tuple(x.shape), x.dtype, x.device, None if mask is None else (tuple(mask.shape), mask.dtype),
-               self.vae.training, tuple(t.shape for t in state.values()))
+        key = (
+            tuple(x.shape),
+            x.dtype,
+            x.device,
+            None if mask is None else (tuple(mask.shape), mask.dtype),
+            self.vae.training,
+            tuple(t.shape for t in state.values()),
+        )
         graph = self.graphs.get(key)
         if graph is None:
             return self._first_step(key, state, x, mask, beta)
@@ -188,7 +197,10 @@ def _rng_devices(x: torch.Tensor) -> list:
 
 
 _IDENTITY = {  # op -> the scalar operand that leaves the other operand unchanged
-    torch.ops.aten.add.Tensor: 0, torch.ops.aten.sub.Tensor: 0, torch.ops.aten.mul.Tensor: 1, torch.ops.aten.div.Tensor: 1,
+    torch.ops.aten.add.Tensor: 0,
+    torch.ops.aten.sub.Tensor: 0,
+    torch.ops.aten.mul.Tensor: 1,
+    torch.ops.aten.div.Tensor: 1,
 }
 _VIEWS = {torch.ops.aten.view.default, torch.ops.aten.expand.default, torch.ops.aten.reshape.default}
 
@@ -204,17 +216,27 @@ def _simplify(gm) -> None:
         if not (torch.is_tensor(out) and torch.is_tensor(inp) and out.shape == inp.shape and out.dtype == inp.dtype):
             continue
         scalar = node.args[1] if len(node.args) == 2 and not node.kwargs else None
-        if node.target in _VIEWS or (node.target in _IDENTITY and isinstance(scalar, (int, float))
-                                      and not isinstance(scalar, bool) and scalar == _IDENTITY[node.target]):
+        if node.target in _VIEWS or (
+            node.target in _IDENTITY
+            and isinstance(scalar, (int, float))
+            and not isinstance(scalar, bool)
+            and scalar == _IDENTITY[node.target]
+        ):
             node.replace_all_uses_with(src)
             graph.erase_node(node)
     for node in list(graph.nodes):
         inputs = node.all_input_nodes
-        if (node.op != "call_function" or not inputs or any(n.op != "get_attr" for n in inputs)
-                or not isinstance(node.target, torch._ops.OpOverload) or node.target._schema.is_mutable
-                or torch.Tag.nondeterministic_seeded in node.target.tags):
+        if (
+            node.op != "call_function"
+            or not inputs
+            or any(n.op != "get_attr" for n in inputs)
+            or not isinstance(node.target, torch._ops.OpOverload)
+            or node.target._schema.is_mutable
+            or torch.Tag.nondeterministic_seeded in node.target.tags
+        ):
             continue
-        args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: getattr(gm, n.target))
+        # every input is a get_attr node, whose target is the attribute's name
+        args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: getattr(gm, cast(str, n.target)))
         value = node.target(*args, **kwargs)
         if not torch.is_tensor(value):
             continue

@@ -10,24 +10,25 @@ event shape is the datum's shape.
 Each likelihood knows its support: ``check_support(x, mask)`` raises a one-line ``DataSupportError``
 that says what is wrong and which likelihood or preprocessing would fit.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence, Tuple, Union
 
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import LIKELIHOODS, ConfigError
+from ppl_vae.registry import LIKELIHOODS, ConfigError
 
 
 class DataSupportError(ConfigError):
     """Data outside the likelihood's support."""
 
 
-def _is_integer(x):
+def is_integer(x: torch.Tensor) -> torch.Tensor:
     return x == torch.round(x)
 
 
@@ -39,6 +40,12 @@ class Likelihood(nn.Module):
     support_text = "real numbers"
     suggestion = ""
     fill_value = 0.0  # stands in for unobserved entries; must lie in the support
+
+    @classmethod
+    def data_defaults(cls, meta: dict) -> dict:
+        """Constructor arguments taken from the data's metadata when a recipe does not give them
+        (a table's column types, say); none by default."""
+        return {}
 
     def setup(self, data_shape: Sequence[int]) -> "Likelihood":
         self.data_shape = tuple(int(s) for s in data_shape)
@@ -52,7 +59,7 @@ class Likelihood(nn.Module):
     def name(self) -> str:
         return type(self).__name__
 
-    def decoder_output_shape(self, data_shape=None) -> tuple:
+    def decoder_output_shape(self, data_shape: Optional[Sequence[int]] = None) -> tuple:
         shape = tuple(data_shape or self.data_shape)
         return (self.n_params * shape[0],) + shape[1:]
 
@@ -102,8 +109,7 @@ class Likelihood(nn.Module):
             example = float(x[bad].flatten()[0])
             hint = f"; {self.suggestion}" if self.suggestion else ""
             raise DataSupportError(
-                f"{self.name} needs {self.support_text}, but {int(bad.sum())} entries are not "
-                f"(e.g. {example:g}){hint}"
+                f"{self.name} needs {self.support_text}, but {int(bad.sum())} entries are not (e.g. {example:g}){hint}"
             )
 
 
@@ -111,8 +117,9 @@ class _BernoulliEvent(dist.Independent):
     """Independent Bernoulli(logits) whose log_prob negates after summing over the event, not before:
     the same value as ``Bernoulli(logits).to_event(n)`` with one fewer full-size op forward and backward."""
 
-    def log_prob(self, value):
-        bce = F.binary_cross_entropy_with_logits(*torch.broadcast_tensors(self.base_dist.logits, value), reduction="none")
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        logits, target = torch.broadcast_tensors(self.base_dist.logits, value)
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         return -bce.sum(tuple(range(-self.reinterpreted_batch_ndims, 0)))
 
 
@@ -122,10 +129,12 @@ class BernoulliLikelihood(Likelihood):
 
     discrete = True
     support_text = "binary data (0 or 1)"
-    suggestion = ("binarize the data (data.preprocess = 'binarize' or 'binarize-fixed') or use "
-                  "'continuous-bernoulli' or 'categorical256' for grey levels")
+    suggestion = (
+        "binarize the data (data.preprocess = 'binarize' or 'binarize-fixed') or use "
+        "'continuous-bernoulli' or 'categorical256' for grey levels"
+    )
 
-    def elementwise(self, params):
+    def elementwise(self, params: list) -> dist.TorchDistribution:
         return dist.Bernoulli(logits=params[0], validate_args=False)
 
     def forward(self, params: torch.Tensor, mask: Optional[torch.Tensor] = None) -> dist.TorchDistribution:
@@ -133,7 +142,7 @@ class BernoulliLikelihood(Likelihood):
             return super().forward(params, mask)
         return _BernoulliEvent(self.elementwise(self.split(params)), len(self.data_shape))
 
-    def in_support(self, x):
+    def in_support(self, x: torch.Tensor) -> torch.Tensor:
         return (x == 0) | (x == 1)
 
 
@@ -145,32 +154,31 @@ class ContinuousBernoulliLikelihood(Likelihood):
     suggestion = "scale the data to [0, 1] (data.preprocess = 'scale')"
     fill_value = 0.5
 
-    def elementwise(self, params):
+    def elementwise(self, params: list) -> dist.TorchDistribution:
         return dist.ContinuousBernoulli(logits=params[0], validate_args=False)
 
-    def in_support(self, x):
+    def in_support(self, x: torch.Tensor) -> torch.Tensor:
         return (x >= 0) & (x <= 1)
 
 
 class _LocScaleLikelihood(Likelihood):
     """Shared scale handling: a fixed number, 'shared' (one learned), 'feature' (one per entry), 'decoder'."""
 
-    family = None
+    family: ClassVar[Any] = None  # a pyro.distributions class called as family(loc, scale); set by subclasses
     scale_modes = ("shared", "feature", "decoder")
+    fixed_scale: torch.Tensor  # a buffer, registered by _build for a fixed numeric scale
 
-    def __init__(self, scale="feature", min_scale: float = 1e-3):
+    def __init__(self, scale: Union[str, float] = "feature", min_scale: float = 1e-3) -> None:
         super().__init__()
         if not isinstance(scale, (int, float)) and scale not in self.scale_modes:
-            raise ConfigError(
-                f"{type(self).__name__} scale must be a positive number or one of {self.scale_modes}, got {scale!r}"
-            )
+            raise ConfigError(f"{type(self).__name__} scale must be a positive number or one of {self.scale_modes}, got {scale!r}")
         if isinstance(scale, (int, float)) and scale <= 0:
             raise ConfigError(f"{type(self).__name__} scale must be positive, got {scale}")
         self.scale_mode = scale
         self.min_scale = float(min_scale)
         self.n_params = 2 if scale == "decoder" else 1
 
-    def _build(self):
+    def _build(self) -> None:
         if self.scale_mode == "shared":
             self.log_scale = nn.Parameter(torch.zeros(()))
         elif self.scale_mode == "feature":
@@ -178,17 +186,17 @@ class _LocScaleLikelihood(Likelihood):
         elif isinstance(self.scale_mode, (int, float)):
             self.register_buffer("fixed_scale", torch.tensor(float(self.scale_mode)))
 
-    def scale(self, params):
+    def scale(self, params: list) -> torch.Tensor:
         if self.scale_mode == "decoder":
             return F.softplus(params[1]) + self.min_scale
         if isinstance(self.scale_mode, (int, float)):
             return self.fixed_scale.expand_as(params[0])
         return (self.log_scale.exp() + self.min_scale).expand_as(params[0])
 
-    def elementwise(self, params):
+    def elementwise(self, params: list) -> dist.TorchDistribution:
         return self.family(params[0], self.scale(params), validate_args=False)
 
-    def in_support(self, x):
+    def in_support(self, x: torch.Tensor) -> torch.Tensor:
         return torch.isfinite(x)
 
 
@@ -210,11 +218,11 @@ class LaplaceLikelihood(_LocScaleLikelihood):
 class StudentTLikelihood(_LocScaleLikelihood):
     """Student-t with fixed degrees of freedom: heavy tails."""
 
-    def __init__(self, df: float = 3.0, scale="feature", min_scale: float = 1e-3):
+    def __init__(self, df: float = 3.0, scale: Union[str, float] = "feature", min_scale: float = 1e-3) -> None:
         super().__init__(scale=scale, min_scale=min_scale)
         self.df = float(df)
 
-    def elementwise(self, params):
+    def elementwise(self, params: list) -> dist.TorchDistribution:
         loc = params[0]
         return dist.StudentT(torch.full_like(loc, self.df), loc, self.scale(params), validate_args=False)
 
@@ -228,10 +236,10 @@ class BetaLikelihood(Likelihood):
     suggestion = "squeeze the data away from 0 and 1 (data.preprocess = 'squeeze') or use 'continuous-bernoulli'"
     fill_value = 0.5
 
-    def elementwise(self, params):
+    def elementwise(self, params: list) -> dist.TorchDistribution:
         return dist.Beta(F.softplus(params[0]) + 1e-3, F.softplus(params[1]) + 1e-3, validate_args=False)
 
-    def in_support(self, x):
+    def in_support(self, x: torch.Tensor) -> torch.Tensor:
         return (x > 0) & (x < 1)
 
 
@@ -245,21 +253,21 @@ class Categorical256Likelihood(Likelihood):
     support_text = "integer grey levels 0..255"
     suggestion = "keep 8-bit levels (data.preprocess = 'levels')"
 
-    def split(self, params):
+    def split(self, params: torch.Tensor) -> list:
         nd = len(self.data_shape)
         batch = params.shape[:-nd]
         # (.., 256 * C, H, W) -> (.., C, H, W, 256): the levels become the categorical's last axis.
         return [params.reshape(*batch, self.levels, *self.data_shape).movedim(-nd - 1, -1)]
 
-    def elementwise(self, params):
+    def elementwise(self, params: list) -> dist.TorchDistribution:
         return dist.Categorical(logits=params[0], validate_args=False)
 
-    def reconstruct(self, params):
+    def reconstruct(self, params: torch.Tensor) -> torch.Tensor:
         probs = torch.softmax(self.split(params)[0], -1)
         return (probs * torch.arange(self.levels, device=probs.device, dtype=probs.dtype)).sum(-1)
 
-    def in_support(self, x):
-        return _is_integer(x) & (x >= 0) & (x < self.levels)
+    def in_support(self, x: torch.Tensor) -> torch.Tensor:
+        return is_integer(x) & (x >= 0) & (x < self.levels)
 
 
 class _CountLikelihood(Likelihood):
@@ -267,15 +275,15 @@ class _CountLikelihood(Likelihood):
     support_text = "non-negative integer counts"
     suggestion = "round or count the data first; for real values use 'normal'"
 
-    def in_support(self, x):
-        return _is_integer(x) & (x >= 0)
+    def in_support(self, x: torch.Tensor) -> torch.Tensor:
+        return is_integer(x) & (x >= 0)
 
 
 @LIKELIHOODS.register("poisson")
 class PoissonLikelihood(_CountLikelihood):
     """Poisson counts with log-rate from the decoder."""
 
-    def elementwise(self, params):
+    def elementwise(self, params: list) -> dist.TorchDistribution:
         return dist.Poisson(params[0].clamp(max=20).exp() + 1e-8, validate_args=False)
 
 
@@ -283,15 +291,15 @@ class PoissonLikelihood(_CountLikelihood):
 class NegativeBinomialLikelihood(_CountLikelihood):
     """Negative binomial with log-mean from the decoder and a learned dispersion per feature."""
 
-    def _build(self):
+    def _build(self) -> None:
         self.log_dispersion = nn.Parameter(torch.zeros(self.data_shape))
 
-    def _nb(self, log_mu):
+    def _nb(self, log_mu: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         theta = self.log_dispersion.exp().expand_as(log_mu)
         # mean = theta * exp(logits) = mu  <=>  logits = log mu - log theta
         return theta, log_mu - self.log_dispersion
 
-    def elementwise(self, params):
+    def elementwise(self, params: list) -> dist.TorchDistribution:
         total, logits = self._nb(params[0])
         return dist.NegativeBinomial(total_count=total, logits=logits, validate_args=False)
 
@@ -302,14 +310,9 @@ class ZeroInflatedNegativeBinomialLikelihood(NegativeBinomialLikelihood):
 
     n_params = 2
 
-    def elementwise(self, params):
+    def elementwise(self, params: list) -> dist.TorchDistribution:
         total, logits = self._nb(params[0])
-        return dist.ZeroInflatedNegativeBinomial(
-            total_count=total, logits=logits, gate_logits=params[1], validate_args=False
-        )
-
-
-from .tabular import TabularLikelihood  # noqa: E402,F401  (registers "tabular")
+        return dist.ZeroInflatedNegativeBinomial(total_count=total, logits=logits, gate_logits=params[1], validate_args=False)
 
 
 def bits_per_dim(log_px: torch.Tensor, n_dims: float, discrete: bool, bin_width: float = 1 / 255) -> torch.Tensor:
@@ -320,7 +323,7 @@ def bits_per_dim(log_px: torch.Tensor, n_dims: float, discrete: bool, bin_width:
     return bpd if discrete else bpd - math.log2(bin_width)
 
 
-def as_likelihood(likelihood) -> Likelihood:
+def as_likelihood(likelihood: Any) -> Likelihood:
     """A Likelihood from a Likelihood, a registered name, or None (Bernoulli)."""
     return LIKELIHOODS.resolve(likelihood, Likelihood, BernoulliLikelihood)
 

@@ -7,37 +7,37 @@ Contract (checked by ``check_encoder`` / ``check_decoder`` when a VAE is built):
 * decoder: ``z`` of shape ``(*batch, latent_dim)`` (any number of leading dims, e.g. particles x
   data) -> likelihood parameters of shape ``(*batch, *likelihood.decoder_output_shape(data_shape))``.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import DECODERS, ENCODERS, ConfigError
+from ppl_vae.registry import DECODERS, ENCODERS, ConfigError
 
-ACTIVATIONS = {"relu": nn.ReLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "elu": nn.ELU,
-               "leaky-relu": nn.LeakyReLU, "gelu": nn.GELU}
+ACTIVATIONS = {"relu": nn.ReLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "elu": nn.ELU, "leaky-relu": nn.LeakyReLU, "gelu": nn.GELU}
 
 
-def _activation(name: str) -> nn.Module:
+def activation_layer(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ConfigError(f"unknown activation '{name}'; choose one of: {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[name]()
 
 
 def mlp(sizes: Sequence[int], activation: str = "relu") -> nn.Sequential:
-    layers = []
+    layers: List[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
-            layers.append(_activation(activation))
+            layers.append(activation_layer(activation))
     return nn.Sequential(*layers)
 
 
-def _positive(raw: torch.Tensor) -> torch.Tensor:
+def positive_scale(raw: torch.Tensor) -> torch.Tensor:
     return F.softplus(raw) + 1e-4
 
 
@@ -45,29 +45,29 @@ def _positive(raw: torch.Tensor) -> torch.Tensor:
 class MLPEncoder(nn.Module):
     """Flattens the datum, MLP, then two heads: loc and a softplus scale."""
 
-    def __init__(self, data_shape, latent_dim: int, hidden: Sequence[int] = (256,), activation: str = "relu"):
+    def __init__(self, data_shape: Sequence[int], latent_dim: int, hidden: Sequence[int] = (256,), activation: str = "relu") -> None:
         super().__init__()
         self.latent_dim = latent_dim
         self.body = mlp([math.prod(data_shape), *hidden], activation)
-        self.act = _activation(activation) if hidden else nn.Identity()
+        self.act = activation_layer(activation) if hidden else nn.Identity()
         self.head = nn.Linear(hidden[-1] if hidden else math.prod(data_shape), 2 * latent_dim)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         h = self.act(self.body(x.flatten(1))) if len(self.body) else x.flatten(1)
         loc, raw = self.head(h).chunk(2, -1)
-        return loc, _positive(raw)
+        return loc, positive_scale(raw)
 
 
 @DECODERS.register("mlp")
 class MLPDecoder(nn.Module):
     """MLP from z to the likelihood's parameters, reshaped to ``out_shape``."""
 
-    def __init__(self, latent_dim: int, out_shape, hidden: Sequence[int] = (256,), activation: str = "relu"):
+    def __init__(self, latent_dim: int, out_shape: Sequence[int], hidden: Sequence[int] = (256,), activation: str = "relu") -> None:
         super().__init__()
         self.out_shape = tuple(out_shape)
         self.net = mlp([latent_dim, *hidden, math.prod(self.out_shape)], activation)
 
-    def forward(self, z):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z).unflatten(-1, self.out_shape)
 
 
@@ -84,59 +84,79 @@ def _n_halvings(size: int) -> int:
 class ConvEncoder(nn.Module):
     """Stride-2 convolutions down to a 4x4..7x7 map (28x28: 2 steps, 64x64: 4), then a linear head."""
 
-    def __init__(self, data_shape, latent_dim: int, channels: Sequence[int] = (32, 64), hidden: int = 256,
-                 activation: str = "relu"):
+    def __init__(
+        self,
+        data_shape: Sequence[int],
+        latent_dim: int,
+        channels: Sequence[int] = (32, 64),
+        hidden: int = 256,
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
         if len(data_shape) != 3:
-            raise ConfigError(f"the conv encoder needs images shaped (channels, height, width), got {tuple(data_shape)}; "
-                              "set data.flatten = false or use the 'mlp' encoder")
+            raise ConfigError(
+                f"the conv encoder needs images shaped (channels, height, width), got {tuple(data_shape)}; "
+                "set data.flatten = false or use the 'mlp' encoder"
+            )
         c, h, w = data_shape
         n = min(_n_halvings(h), _n_halvings(w))
         chans = (list(channels) + [channels[-1]] * n)[:n] if n else []
         layers, prev = [], c
         for ch in chans:
-            layers += [nn.Conv2d(prev, ch, 4, stride=2, padding=1), _activation(activation)]
+            layers += [nn.Conv2d(prev, ch, 4, stride=2, padding=1), activation_layer(activation)]
             prev = ch
         self.conv = nn.Sequential(*layers)
         flat = prev * (h >> n) * (w >> n)
-        self.fc = nn.Sequential(nn.Linear(flat, hidden), _activation(activation), nn.Linear(hidden, 2 * latent_dim))
+        self.fc = nn.Sequential(nn.Linear(flat, hidden), activation_layer(activation), nn.Linear(hidden, 2 * latent_dim))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         loc, raw = self.fc(self.conv(x).flatten(1)).chunk(2, -1)
-        return loc, _positive(raw)
+        return loc, positive_scale(raw)
 
 
 @DECODERS.register("conv")
 class ConvDecoder(nn.Module):
     """Linear to a small map, then stride-2 transposed convolutions up to the image size."""
 
-    def __init__(self, latent_dim: int, out_shape, channels: Sequence[int] = (32, 64), hidden: int = 256,
-                 activation: str = "relu"):
+    def __init__(
+        self,
+        latent_dim: int,
+        out_shape: Sequence[int],
+        channels: Sequence[int] = (32, 64),
+        hidden: int = 256,
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
         if len(out_shape) != 3:
-            raise ConfigError(f"the conv decoder needs images shaped (channels, height, width), got {tuple(out_shape)}; "
-                              "set data.flatten = false or use the 'mlp' decoder")
+            raise ConfigError(
+                f"the conv decoder needs images shaped (channels, height, width), got {tuple(out_shape)}; "
+                "set data.flatten = false or use the 'mlp' decoder"
+            )
         c, h, w = out_shape
         n = min(_n_halvings(h), _n_halvings(w))
         chans = list(reversed((list(channels) + [channels[-1]] * n)[:n])) if n else [c]
         self.start = (chans[0], h >> n, w >> n)
-        self.fc = nn.Sequential(nn.Linear(latent_dim, hidden), _activation(activation),
-                                nn.Linear(hidden, math.prod(self.start)), _activation(activation))
-        layers = []
+        self.fc = nn.Sequential(
+            nn.Linear(latent_dim, hidden),
+            activation_layer(activation),
+            nn.Linear(hidden, math.prod(self.start)),
+            activation_layer(activation),
+        )
+        layers: List[nn.Module] = []
         for i in range(n):
             out = chans[i + 1] if i + 1 < n else c
             layers.append(nn.ConvTranspose2d(chans[i], out, 4, stride=2, padding=1))
             if i + 1 < n:
-                layers.append(_activation(activation))
+                layers.append(activation_layer(activation))
         self.deconv = nn.Sequential(*layers) if layers else nn.Conv2d(chans[0], c, 3, padding=1)
 
-    def forward(self, z):
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
         batch = z.shape[:-1]
         y = self.deconv(self.fc(z.reshape(-1, z.shape[-1])).reshape(-1, *self.start))
         return y.reshape(*batch, *y.shape[1:])
 
 
-def check_encoder(encoder: nn.Module, data_shape, latent_dim: int) -> None:
+def check_encoder(encoder: nn.Module, data_shape: Sequence[int], latent_dim: int) -> None:
     """Run a batch of 2 zeros through a (user's) encoder and check the contract."""
     expected = f"(loc, scale), each of shape (batch, {latent_dim})"
     try:
@@ -155,7 +175,7 @@ def check_encoder(encoder: nn.Module, data_shape, latent_dim: int) -> None:
         raise ConfigError("the encoder's scale must be positive (apply softplus or exp to its last layer)")
 
 
-def check_decoder(decoder: nn.Module, latent_dim: int, out_shape) -> None:
+def check_decoder(decoder: nn.Module, latent_dim: int, out_shape: Sequence[int]) -> None:
     """Run z of shape (3, 2, latent_dim) through a (user's) decoder and check the contract."""
     want = (3, 2, *out_shape)
     try:

@@ -7,19 +7,21 @@ them, per datum: the Pareto k-hat of PSIS, the importance-sampling effective sam
 datum: the guide misses posterior mass (too narrow or misplaced). k-hat does not catch a guide that
 is too wide; the gap does (it is the KL from the guide to the true posterior, up to Monte Carlo).
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Union
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.base import as_dataset
-from ..evaluate import per_datum_log_weights
-from ..importance import model_device
-from . import arviz_adapter as adapter
+from ppl_vae.data.base import ArrayDataset, as_dataset
+from ppl_vae.evaluation.likelihood import per_datum_log_weights
+from ppl_vae.evaluation.importance_weights import model_device
+from ppl_vae.diagnostics import arviz_adapter as adapter
 
 
 def khat_threshold(num_samples: int) -> float:
@@ -32,7 +34,7 @@ class ImportanceDiagnostics:
     """Per-datum arrays of length N and the settings they were computed with."""
 
     khat: np.ndarray
-    ess: np.ndarray          # importance-sampling ESS, between 1 and S
+    ess: np.ndarray  # importance-sampling ESS, between 1 and S
     elbo: np.ndarray
     log_px: np.ndarray
     num_samples: int
@@ -52,13 +54,20 @@ class ImportanceDiagnostics:
 
     def summary(self) -> dict:
         k = self.khat[np.isfinite(self.khat)] if np.isfinite(self.khat).any() else np.zeros(1)
-        return {"num_samples": self.num_samples, "n": int(len(self.khat)), "khat_threshold": round(self.threshold, 4),
-                "khat_median": float(np.median(np.where(np.isfinite(self.khat), self.khat, -np.inf))),
-                "khat_max": float(k.max()), "n_flagged": int(self.flagged.sum()),
-                "fraction_flagged": float(self.flagged.mean()),
-                "ess_median": float(np.median(self.ess)), "elbo_mean": float(self.elbo.mean()),
-                "log_px_mean": float(self.log_px.mean()), "gap_mean": float(self.gap.mean()),
-                "gap_max": float(self.gap.max())}
+        return {
+            "num_samples": self.num_samples,
+            "n": int(len(self.khat)),
+            "khat_threshold": round(self.threshold, 4),
+            "khat_median": float(np.median(np.where(np.isfinite(self.khat), self.khat, -np.inf))),
+            "khat_max": float(k.max()),
+            "n_flagged": int(self.flagged.sum()),
+            "fraction_flagged": float(self.flagged.mean()),
+            "ess_median": float(np.median(self.ess)),
+            "elbo_mean": float(self.elbo.mean()),
+            "log_px_mean": float(self.log_px.mean()),
+            "gap_mean": float(self.gap.mean()),
+            "gap_max": float(self.gap.max()),
+        }
 
 
 def importance_ess(log_w: torch.Tensor) -> torch.Tensor:
@@ -67,8 +76,15 @@ def importance_ess(log_w: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def importance_diagnostics(vae, data, num_samples: int = 1000, batch_size: int = 100, keep_weights: bool = False,
-                           progress: bool = False, max_elements: int = 2 ** 25) -> ImportanceDiagnostics:
+def importance_diagnostics(
+    vae: Any,
+    data: Union[ArrayDataset, torch.Tensor],
+    num_samples: int = 1000,
+    batch_size: int = 100,
+    keep_weights: bool = False,
+    progress: bool = False,
+    max_elements: int = 2**25,
+) -> ImportanceDiagnostics:
     """S = ``num_samples`` guide draws per datum, all kept for PSIS (memory: N x S floats)."""
     if num_samples < 10:
         raise ValueError(f"num_samples must be >= 10 for a Pareto fit, got {num_samples}")
@@ -85,6 +101,10 @@ def importance_diagnostics(vae, data, num_samples: int = 1000, batch_size: int =
     khat = adapter.psis_khat(log_w.numpy())
     lse = torch.logsumexp(log_w, 1)
     return ImportanceDiagnostics(
-        khat=khat, ess=importance_ess(log_w.T).numpy(), elbo=log_w.mean(1).numpy(),
-        log_px=(lse - math.log(num_samples)).numpy(), num_samples=num_samples,
-        log_weights=log_w.float().numpy() if keep_weights else None)
+        khat=khat,
+        ess=importance_ess(log_w.T).numpy(),
+        elbo=log_w.mean(1).numpy(),
+        log_px=(lse - math.log(num_samples)).numpy(),
+        num_samples=num_samples,
+        log_weights=log_w.float().numpy() if keep_weights else None,
+    )

@@ -15,22 +15,25 @@ Every objective here records per epoch the ELBO's decomposition KL = MI + TC + d
 multiplied by the batch size. The penalties need the diagonal Gaussian posterior and a prior that
 factorizes over dimensions (N(0, I), learned-normal, Laplace, Student-t).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Annotated, Any, Dict, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from pyro import poutine
 from torch import nn
 
-from .objectives import Objective
-from .registry import OBJECTIVES, ConfigError
+from ppl_vae.data.base import ArrayDataset
+from ppl_vae.objectives.elbo import ELBOObjective
+from ppl_vae.schema import NonNegativeFloat, PositiveFloat, PositiveInt, Rule, checked, count_or_all, nonnegative_float
+from ppl_vae.registry import OBJECTIVES, ConfigError
 
 
 # ---- what the penalties need from one batch ---------------------------------------------------------
-def batch_terms(vae, x, mask=None) -> dict:
+def batch_terms(vae: Any, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
     """One guide draw per datum replayed through the model: per-datum log p(x | z) and the guide's
     (loc, scale), the draw z and the prior, for the decomposition and penalties."""
     guide_tr = poutine.trace(vae.guide).get_trace(x, mask)
@@ -38,24 +41,30 @@ def batch_terms(vae, x, mask=None) -> dict:
     q = guide_tr.nodes["z"]["fn"]
     base = getattr(q, "base_dist", q)
     if not isinstance(base, torch.distributions.Normal) or isinstance(q, torch.distributions.TransformedDistribution):
-        raise ConfigError("disentanglement objectives need the diagonal Gaussian posterior (model.posterior.name = "
-                          "'diagonal')")
+        raise ConfigError("disentanglement objectives need the diagonal Gaussian posterior (model.posterior.name = 'diagonal')")
     prior = model_tr.nodes["z"]["fn"]
     prior_base = getattr(prior, "base_dist", None)
     if prior_base is None or prior_base.batch_shape[-1:] != (vae.latent_dim,):
-        raise ConfigError("disentanglement objectives need a prior that factorizes over latent dimensions "
-                          "(standard-normal, learned-normal, laplace, student-t)")
+        raise ConfigError(
+            "disentanglement objectives need a prior that factorizes over latent dimensions "
+            "(standard-normal, learned-normal, laplace, student-t)"
+        )
     x_site = model_tr.nodes["x"]
-    return {"z": guide_tr.nodes["z"]["value"], "loc": base.loc, "scale": base.scale,
-            "log_px": x_site["fn"].log_prob(x_site["value"]), "log_pz_dims": prior_base.log_prob(guide_tr.nodes["z"]["value"])}
+    return {
+        "z": guide_tr.nodes["z"]["value"],
+        "loc": base.loc,
+        "scale": base.scale,
+        "log_px": x_site["fn"].log_prob(x_site["value"]),
+        "log_pz_dims": prior_base.log_prob(guide_tr.nodes["z"]["value"]),
+    }
 
 
-def log_q_pairs(z, loc, scale) -> torch.Tensor:
+def log_q_pairs(z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """log q(z_i,d | x_j) for every pair (i, j) and dimension d: shape (B, B, Z)."""
     return torch.distributions.Normal(loc[None], scale[None]).log_prob(z[:, None])
 
 
-def mss_log_weights(batch: int, dataset_size: int, device=None) -> torch.Tensor:
+def mss_log_weights(batch: int, dataset_size: int, device: Optional[Union[str, torch.device]] = None) -> torch.Tensor:
     """Log weights (B, B) of minibatch-stratified sampling (Chen et al., appendix C.2): for datum i the
     term j = i weighs 1/N, one other term (N - M)/(N M) with M = B - 1, the rest 1/M."""
     m = batch - 1
@@ -66,11 +75,13 @@ def mss_log_weights(batch: int, dataset_size: int, device=None) -> torch.Tensor:
     return w.log()
 
 
-def decomposition(z, loc, scale, log_pz_dims, dataset_size: int, estimator: str = "mws") -> dict:
+def decomposition(
+    z: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, log_pz_dims: torch.Tensor, dataset_size: int, estimator: str = "mws"
+) -> Dict[str, torch.Tensor]:
     """Per-datum estimates of MI, TC and dimension-wise KL (each (B,)); they sum to
     log q(z | x) - log p(z), the one-sample KL term."""
     b = z.shape[0]
-    pairs = log_q_pairs(z, loc, scale)                                     # (B, B, Z)
+    pairs = log_q_pairs(z, loc, scale)  # (B, B, Z)
     if estimator == "mws":
         log_w = torch.full((b, b), -math.log(dataset_size * b), device=z.device)
     elif estimator == "mss":
@@ -79,12 +90,11 @@ def decomposition(z, loc, scale, log_pz_dims, dataset_size: int, estimator: str 
         log_w = mss_log_weights(b, dataset_size, z.device)
     else:
         raise ConfigError(f"unknown estimator '{estimator}'; choose 'mws' or 'mss'")
-    log_qz_x = pairs.diagonal(dim1=0, dim2=1).sum(0)                      # log q(z_i | x_i)
-    log_qz = torch.logsumexp(pairs.sum(-1) + log_w, 1)                    # log q(z_i)
-    log_prod_qzd = torch.logsumexp(pairs + log_w[..., None], 1).sum(-1)   # sum_d log q(z_i,d)
+    log_qz_x = pairs.diagonal(dim1=0, dim2=1).sum(0)  # log q(z_i | x_i)
+    log_qz = torch.logsumexp(pairs.sum(-1) + log_w, 1)  # log q(z_i)
+    log_prod_qzd = torch.logsumexp(pairs + log_w[..., None], 1).sum(-1)  # sum_d log q(z_i,d)
     log_pz = log_pz_dims.sum(-1)
-    return {"mi": log_qz_x - log_qz, "tc": log_qz - log_prod_qzd, "dim_kl": log_prod_qzd - log_pz,
-            "kl": log_qz_x - log_pz}
+    return {"mi": log_qz_x - log_qz, "tc": log_qz - log_prod_qzd, "dim_kl": log_prod_qzd - log_pz, "kl": log_qz_x - log_pz}
 
 
 class DecompositionStats:
@@ -93,11 +103,11 @@ class DecompositionStats:
     stats_size = 1000
     dataset_size: Optional[int] = None
 
-    def setup(self, vae, train) -> None:
+    def setup(self, vae: Any, train: Any) -> None:
         self.dataset_size = self.dataset_size or len(train)
 
     @torch.no_grad()
-    def epoch_stats(self, vae, data) -> dict:
+    def epoch_stats(self, vae: Any, data: ArrayDataset) -> dict:
         x = data.x[: self.stats_size]
         if data.binarize:
             x = torch.bernoulli(x)
@@ -108,24 +118,23 @@ class DecompositionStats:
 
 
 @OBJECTIVES.register("capacity")
-class CapacityObjective(DecompositionStats, Objective):
+class CapacityObjective(DecompositionStats, ELBOObjective):
     """recon + gamma * |KL - C(step)| with C rising linearly from 0 to ``capacity`` over ``capacity_steps``."""
 
-    def __init__(self, gamma: float = 1000.0, capacity: float = 25.0, capacity_steps: int = 100000):
+    @checked
+    def __init__(self, gamma: PositiveFloat = 1000.0, capacity: NonNegativeFloat = 25.0, capacity_steps: PositiveInt = 100000) -> None:
         super().__init__()
-        if gamma <= 0 or capacity < 0 or capacity_steps < 1:
-            raise ConfigError("capacity objective: need gamma > 0, capacity >= 0, capacity_steps >= 1")
         self.gamma, self.capacity, self.capacity_steps = float(gamma), float(capacity), int(capacity_steps)
 
     def capacity_at(self, step: int) -> float:
         return self.capacity * min(1.0, step / self.capacity_steps)
 
-    def loss(self, vae, x, mask=None, step: int = 0):
+    def loss(self, vae: Any, x: torch.Tensor, mask: Optional[torch.Tensor] = None, step: int = 0) -> torch.Tensor:
         t = batch_terms(vae, x, mask)
         return -t["log_px"].sum() + len(x) * self.gamma * (_kl(vae, t).mean() - self.capacity_at(step)).abs()
 
 
-def _kl(vae, t) -> torch.Tensor:
+def _kl(vae: Any, t: Dict[str, torch.Tensor]) -> torch.Tensor:
     """KL(q(z | x) || p(z)) per datum: closed form for a Normal prior, else the one-draw estimate."""
     base = getattr(vae.prior(), "base_dist", None)
     if isinstance(base, torch.distributions.Normal):
@@ -134,25 +143,30 @@ def _kl(vae, t) -> torch.Tensor:
     return _kl_one_draw(t)
 
 
-def _kl_one_draw(t) -> torch.Tensor:
+def _kl_one_draw(t: Dict[str, torch.Tensor]) -> torch.Tensor:
     """log q(z | x) - log p(z) per datum at the batch's draw z (the ELBO's KL term)."""
     return torch.distributions.Normal(t["loc"], t["scale"]).log_prob(t["z"]).sum(-1) - t["log_pz_dims"].sum(-1)
 
 
 @OBJECTIVES.register("beta-tcvae")
-class TCVAEObjective(DecompositionStats, Objective):
+class TCVAEObjective(DecompositionStats, ELBOObjective):
     """recon + alpha * MI + beta * TC + gamma * dimension-wise KL (alpha = gamma = 1: the ELBO plus
     (beta - 1) TC). ``dataset_size`` defaults to the training set's size."""
 
-    def __init__(self, alpha: float = 1.0, beta: float = 6.0, gamma: float = 1.0, estimator: str = "mss",
-                 dataset_size: int = 0):
+    @checked
+    def __init__(
+        self,
+        alpha: NonNegativeFloat = 1.0,
+        beta: NonNegativeFloat = 6.0,
+        gamma: NonNegativeFloat = 1.0,
+        estimator: Annotated[str, Rule(str, choices=("mws", "mss"))] = "mss",
+        dataset_size: Annotated[int, count_or_all(what="0 = the training set's size")] = 0,
+    ) -> None:
         super().__init__()
-        if estimator not in ("mws", "mss"):
-            raise ConfigError(f"unknown estimator '{estimator}'; choose 'mws' or 'mss'")
         self.alpha, self.tc_beta, self.gamma, self.estimator = float(alpha), float(beta), float(gamma), estimator
         self.dataset_size = int(dataset_size) or None
 
-    def loss(self, vae, x, mask=None, step: int = 0):
+    def loss(self, vae: Any, x: torch.Tensor, mask: Optional[torch.Tensor] = None, step: int = 0) -> torch.Tensor:
         if self.dataset_size is None:
             raise ConfigError("beta-TCVAE needs the data set size: call setup(vae, train) or set dataset_size")
         t = batch_terms(vae, x, mask)
@@ -161,17 +175,21 @@ class TCVAEObjective(DecompositionStats, Objective):
 
 
 @OBJECTIVES.register("factor-vae")
-class FactorVAEObjective(DecompositionStats, Objective):
+class FactorVAEObjective(DecompositionStats, ELBOObjective):
     """ELBO + gamma * TC, TC = E_q(z)[log D(z) / (1 - D(z))] from a discriminator D between codes and
     dimension-wise permuted codes; D has its own Adam (lr 1e-4, betas (0.5, 0.9)) and 6 x 1000 leaky-ReLU
-    layers by default, and is updated after every VAE step on the same batch."""
+    layers by default, and is updated after every VAE step on the same batch (``auxiliary_step``). The
+    discriminator and its optimizer are part of ``state_dict``, so a resumed run continues exactly."""
 
-    def __init__(self, gamma: float = 35.0, hidden: int = 1000, layers: int = 6, lr: float = 1e-4):
+    @checked
+    def __init__(
+        self, gamma: NonNegativeFloat = 35.0, hidden: PositiveInt = 1000, layers: PositiveInt = 6, lr: PositiveFloat = 1e-4
+    ) -> None:
         super().__init__()
         self.gamma, self.hidden, self.layers, self.lr = float(gamma), int(hidden), int(layers), float(lr)
         self.discriminator: Optional[nn.Module] = None
 
-    def setup(self, vae, train) -> None:
+    def setup(self, vae: Any, train: Any) -> None:
         super().setup(vae, train)
         if self.discriminator is None:
             sizes = [vae.latent_dim] + [self.hidden] * self.layers
@@ -181,7 +199,22 @@ class FactorVAEObjective(DecompositionStats, Objective):
             self.discriminator = nn.Sequential(*mods, nn.Linear(sizes[-1], 2)).to(vae.device)
             self.disc_opt = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=(0.5, 0.9))
 
-    def loss(self, vae, x, mask=None, step: int = 0):
+    def state_dict(self) -> dict:
+        if self.discriminator is None:
+            return {}
+        return {"discriminator": self.discriminator.state_dict(), "discriminator_optimizer": self.disc_opt.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        if self.discriminator is None:
+            raise ConfigError("FactorVAE: call setup(model, train) before load_state_dict")
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.disc_opt.load_state_dict(state["discriminator_optimizer"])
+
+    def loss(self, vae: Any, x: torch.Tensor, mask: Optional[torch.Tensor] = None, step: int = 0) -> torch.Tensor:
+        if self.discriminator is None:
+            raise ConfigError("FactorVAE: call setup(model, train) before computing the loss")
         t = batch_terms(vae, x, mask)
         kl = _kl_one_draw(t)
         logits = self.discriminator(t["z"])
@@ -189,8 +222,9 @@ class FactorVAEObjective(DecompositionStats, Objective):
         self._last_z = t["z"].detach()
         return (-t["log_px"] + kl + self.gamma * tc).sum()
 
-    def after_step(self, vae, x, mask, step: int) -> None:
+    def auxiliary_step(self, vae: Any, x: torch.Tensor, mask: Optional[torch.Tensor], step: int) -> None:
         z = self._last_z
+        assert self.discriminator is not None  # _last_z is set by loss(), which needs the discriminator
         permuted = torch.stack([col[torch.randperm(len(col), device=z.device)] for col in z.T], 1)
         logits = self.discriminator(torch.cat([z, permuted]))
         labels = torch.cat([torch.zeros(len(z)), torch.ones(len(z))]).long().to(z.device)
@@ -199,29 +233,33 @@ class FactorVAEObjective(DecompositionStats, Objective):
         self.disc_opt.step()
 
 
-def dip_covariance(loc, scale, kind: str = "ii") -> torch.Tensor:
+def dip_covariance(loc: torch.Tensor, scale: torch.Tensor, kind: str = "ii") -> torch.Tensor:
     """Cov(mu) over the batch (DIP-I), plus diag(E[sigma^2]) for the aggregate posterior (DIP-II)."""
     centred = loc - loc.mean(0)
     cov = centred.T @ centred / loc.shape[0]
-    return cov if kind == "i" else cov + torch.diag((scale ** 2).mean(0))
+    return cov if kind == "i" else cov + torch.diag((scale**2).mean(0))
 
 
 @OBJECTIVES.register("dip-vae")
-class DIPVAEObjective(DecompositionStats, Objective):
+class DIPVAEObjective(DecompositionStats, ELBOObjective):
     """ELBO + lambda_od * sum_{i != j} C_ij^2 + lambda_d * sum_i (C_ii - 1)^2 with C from ``dip_covariance``;
     lambda_d defaults to 10 lambda_od (DIP-I) or lambda_od (DIP-II)."""
 
-    def __init__(self, kind: str = "ii", lambda_od: float = 10.0, lambda_d: float = 0.0):
+    @checked
+    def __init__(
+        self,
+        kind: Annotated[str, Rule(str, choices=("i", "ii"))] = "ii",
+        lambda_od: NonNegativeFloat = 10.0,
+        lambda_d: Annotated[float, nonnegative_float(note="0 = 10 lambda_od for DIP-I, lambda_od for DIP-II")] = 0.0,
+    ) -> None:
         super().__init__()
-        if kind not in ("i", "ii"):
-            raise ConfigError(f"DIP-VAE kind must be 'i' or 'ii', got '{kind}'")
         self.kind, self.lambda_od = kind, float(lambda_od)
         self.lambda_d = float(lambda_d) or (10 * self.lambda_od if kind == "i" else self.lambda_od)
 
-    def loss(self, vae, x, mask=None, step: int = 0):
+    def loss(self, vae: Any, x: torch.Tensor, mask: Optional[torch.Tensor] = None, step: int = 0) -> torch.Tensor:
         t = batch_terms(vae, x, mask)
         kl = _kl_one_draw(t)
         c = dip_covariance(t["loc"], t["scale"], self.kind)
         diag = torch.diagonal(c)
-        penalty = self.lambda_od * (c ** 2).sum() - self.lambda_od * (diag ** 2).sum() + self.lambda_d * ((diag - 1) ** 2).sum()
+        penalty = self.lambda_od * (c**2).sum() - self.lambda_od * (diag**2).sum() + self.lambda_d * ((diag - 1) ** 2).sum()
         return (-t["log_px"] + kl).sum() + len(x) * penalty

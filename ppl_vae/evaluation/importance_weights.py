@@ -5,19 +5,21 @@ One vectorized pass draws S particles for every datum (a ``particles`` plate at 
 ``vectorized_importance_weights`` sums over the data plate, which weights the whole batch jointly;
 the IWAE objective, the evaluation and the diagnostics all need them per datum.
 """
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import pyro
 import torch
 from pyro import poutine
+from torch import nn
 
 
-def _sum_sites(trace, include_observed: bool) -> torch.Tensor:
-    total = 0.0
+def _sum_sites(trace: Any, include_observed: bool) -> torch.Tensor:
+    total: Any = 0.0  # a tensor once a site's log_prob is added
     for site in trace.nodes.values():
         if site["type"] != "sample" or (site["is_observed"] and not include_observed):
             continue
@@ -25,7 +27,9 @@ def _sum_sites(trace, include_observed: bool) -> torch.Tensor:
     return total
 
 
-def log_importance_weights(model, guide, *args, num_samples: int = 1, **kwargs) -> torch.Tensor:
+def log_importance_weights(
+    model: Callable[..., Any], guide: Callable[..., Any], *args: Any, num_samples: int = 1, **kwargs: Any
+) -> torch.Tensor:
     """log w of shape (num_samples, batch) for a model and guide with one data plate at dim -1."""
     with pyro.plate("particles", num_samples, dim=-2):
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
@@ -46,7 +50,7 @@ class ModelGuide:
     likelihood: object
 
 
-def model_device(module) -> torch.device:
+def model_device(module: nn.Module) -> torch.device:
     """Where a model's parameters live (a ``device`` property if it has one, else its first parameter)."""
     device = getattr(module, "device", None)
     return device if device is not None else next(module.parameters()).device

@@ -6,6 +6,7 @@ One ``torch.optim`` optimizer over the VAE's own parameters, the loss from the o
 ``seed + epoch``, so a resumed run continues exactly as an uninterrupted one would.
 Knows nothing of files: ``on_epoch_end(vae, state)`` is where callers checkpoint.
 """
+
 from __future__ import annotations
 
 import copy
@@ -13,20 +14,21 @@ import inspect
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Any, Callable, Iterable, List, Optional, Union
 
 import pyro
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed
-from .data.base import ArrayDataset, as_dataset
-from .objectives import as_objective
-from .registry import ConfigError
-from .tracing import TracedLoss
+from ppl_vae.training import distributed
+from ppl_vae.config import TrainConfig
+from ppl_vae.data.base import ArrayDataset, as_dataset
+from ppl_vae.objectives import Objective, as_objective
+from ppl_vae.registry import ConfigError
+from ppl_vae.schema import iter_rules
+from ppl_vae.training.tracing import TracedLoss
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD,
-              "rmsprop": torch.optim.RMSprop}
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
 
 
 class TrainingDiverged(RuntimeError):
@@ -35,15 +37,17 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class TrainState:
-    """What a resumed run needs: the epoch reached, the optimizer's state and the history so far."""
+    """What a resumed run needs besides the model: the epoch and step reached, the optimizer's and
+    the objective's state, and the history so far (``fit`` updates it after every epoch)."""
 
     epoch: int = 0
     step: int = 0
     optimizer: Optional[dict] = None
+    objective: Optional[dict] = None
     history: List[dict] = field(default_factory=list)
 
 
-def resolve_device(device: str = "auto") -> torch.device:
+def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
     if device == "auto":
         if torch.cuda.is_available():  # a distributed rank's GPU was set by distributed.init_from_env
             return torch.device("cuda", torch.cuda.current_device()) if distributed.active() else torch.device("cuda")
@@ -53,7 +57,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def make_optimizer(params, name: str = "adam", lr: float = 1e-3, **kwargs) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[torch.Tensor], name: str = "adam", lr: float = 1e-3, **kwargs: Any) -> torch.optim.Optimizer:
     """A torch optimizer; its fused implementation (one kernel for all parameters, no per-parameter
     temporaries) where torch has one for this optimizer and device, unless ``fused`` is given."""
     if name not in OPTIMIZERS:
@@ -67,38 +71,63 @@ def make_optimizer(params, name: str = "adam", lr: float = 1e-3, **kwargs) -> to
 def _fused_available(cls, params) -> bool:
     try:
         from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
         devices = set(_get_fused_kernels_supported_devices())
     except ImportError:  # an older torch: keep its default implementation
         return False
-    return ("fused" in inspect.signature(cls.__init__).parameters and len(params) > 0
-            and all(p.is_floating_point() and p.device.type in devices for p in params))
+    return (
+        "fused" in inspect.signature(cls.__init__).parameters
+        and len(params) > 0
+        and all(p.is_floating_point() and p.device.type in devices for p in params)
+    )
 
 
 @torch.no_grad()
-def mean_eval_loss(vae, objective, data: ArrayDataset, batch_size: int = 1024) -> float:
+def mean_eval_loss(vae: Any, objective: Objective, data: ArrayDataset, batch_size: int = 1024) -> float:
     """The objective's bound (beta = 1, no penalties) as a mean negative loss per datum."""
     total = torch.zeros((), device=data.x.device)
-    labels = getattr(objective, "needs_labels", False)
+    labels = objective.needs_labels
     for batch in data.batches(batch_size, shuffle=False, labels=labels):
         total += objective.eval_loss(vae, *batch[:2], **({"y": batch[2]} if labels else {})).detach()
     return -float(total) / len(data)
 
 
-def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: int = 128, lr: float = 1e-3,
-        optimizer: str = "adam", device: str = "auto", seed: int = 0, progress: bool = True,
-        state: Optional[TrainState] = None, on_epoch_end: Optional[Callable] = None,
-        clip_grad: Optional[float] = None, trace="auto") -> List[dict]:
+def fit(
+    vae: Any,
+    train: Union[ArrayDataset, torch.Tensor],
+    *,
+    val: Optional[Union[ArrayDataset, torch.Tensor]] = None,
+    objective: Union[Objective, str, None] = None,
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    optimizer: str = "adam",
+    device: Union[str, torch.device] = "auto",
+    seed: int = 0,
+    progress: bool = True,
+    state: Optional[TrainState] = None,
+    on_epoch_end: Optional[Callable[[Any, TrainState], Any]] = None,
+    clip_grad: Optional[float] = None,
+    trace: Union[str, bool] = "auto",
+) -> List[dict]:
     """Train ``vae`` on ``train``; returns the per-epoch history (train loss and validation ELBO per datum).
 
-    Inside a torch.distributed process group (see ``ppl_vae.distributed``) every rank trains on its
+    Inside a torch.distributed process group (see ``ppl_vae.training.distributed``) every rank trains on its
     own block of each global batch of ``batch_size`` and gradients are averaged by DDP.
     ``state`` resumes a run (its epoch, optimizer state and history); ``on_epoch_end(vae, state)``
     is called after every epoch. ``trace``: replay the Pyro program's loss from a recorded graph
     where that is exact ("auto", the default; True warns when it cannot; "compile" also compiles the
-    graph; False never; see ``ppl_vae.tracing``); each history record says whether the epoch ran
+    graph; False never; see ``ppl_vae.training.tracing``); each history record says whether the epoch ran
     ``traced``. Raises ``TrainingDiverged`` on a NaN/inf loss, keeping the parameters of the last
-    good epoch.
+    good epoch. Arguments are checked against the config schema's rules (``TrainConfig``): a bad
+    value is a one-line ``ConfigError``.
     """
+    rules = dict(iter_rules(TrainConfig))
+    epochs, batch_size, lr, seed = (
+        rules[k].check(k, v) for k, v in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("seed", seed))
+    )
+    if clip_grad is not None:
+        clip_grad = rules["clip_grad"].check("clip_grad", clip_grad)
     device = resolve_device(device)
     vae.to(device)
     train = as_dataset(train).to(device)
@@ -107,19 +136,28 @@ def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: i
         if part is not None:
             part.check_for(vae.likelihood)
     objective = as_objective(objective)
-    if hasattr(objective, "setup"):
-        objective.setup(vae, train)
-    labels = getattr(objective, "needs_labels", False)  # e.g. the conditional VAE's objective
+    objective.setup(vae, train)
+    labels = objective.needs_labels  # batches carry labels (the conditional VAE's objective)
     opt = make_optimizer(vae.parameters(), optimizer, lr)
     state = state or TrainState()
     if state.optimizer is not None:
         opt.load_state_dict(state.optimizer)
+    if state.objective:
+        objective.load_state_dict(state.objective)
     n = len(train)
     traced = TracedLoss(vae, objective, trace)
     loss_fn = distributed.wrap(vae, traced, device)
     world, shard = distributed.world_size(), distributed.shard()
-    bar = tqdm(total=epochs * n, initial=min(state.epoch, epochs) * n, unit="img", unit_scale=True,
-               disable=not progress or not distributed.is_main(), desc="train", dynamic_ncols=True, leave=False)
+    bar = tqdm(
+        total=epochs * n,
+        initial=min(state.epoch, epochs) * n,
+        unit="img",
+        unit_scale=True,
+        disable=not progress or not distributed.is_main(),
+        desc="train",
+        dynamic_ncols=True,
+        leave=False,
+    )
     generator = torch.Generator(device=device)
     try:
         for epoch in range(state.epoch, epochs):
@@ -139,8 +177,7 @@ def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: i
                         if clip_grad:
                             torch.nn.utils.clip_grad_norm_(vae.parameters(), clip_grad)
                         opt.step()
-                        if hasattr(objective, "after_step"):
-                            objective.after_step(vae, xb, mb, state.step)
+                        objective.auxiliary_step(vae, xb, mb, state.step)
                         total += loss.detach()
                         state.step += 1
                         bar.update(len(xb) * world)
@@ -155,16 +192,15 @@ def fit(vae, train, *, val=None, objective=None, epochs: int = 10, batch_size: i
                     f"training diverged in epoch {epoch + 1}: the loss became NaN or infinite; the parameters of "
                     f"the last good epoch ({epoch}) were kept. Lower the learning rate (train.lr) or check the data."
                 )
-            record = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": time.perf_counter() - start,
-                      "traced": traced.traced}
+            record = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": time.perf_counter() - start, "traced": traced.traced}
             if val is not None:
                 vae.eval()
                 record["val_elbo"] = mean_eval_loss(vae, objective, val)
-            if hasattr(objective, "epoch_stats"):
-                record.update(objective.epoch_stats(vae, val if val is not None else train))
+            record.update(objective.epoch_stats(vae, val if val is not None else train))
             state.history.append(record)
             state.epoch = epoch + 1
             state.optimizer = opt.state_dict()
+            state.objective = objective.state_dict()
             bar.set_postfix(loss=f"{train_loss:.2f}", **({"val_elbo": f"{record['val_elbo']:.2f}"} if val is not None else {}))
             if on_epoch_end is not None:
                 on_epoch_end(vae, state)

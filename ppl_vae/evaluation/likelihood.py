@@ -4,19 +4,24 @@ reconstruction error, KL per latent dimension and active units.
 ``iwae_log_likelihood`` is vectorized over particles and chunked over both data and particles, so
 memory stays bounded for K = 5000: at most ``max_elements`` decoder outputs exist at once.
 """
+
 from __future__ import annotations
 
 import math
+from typing import Any, Dict, Iterator, Optional, Union
+
 import torch
 from tqdm.auto import tqdm
 
-from .data.base import ArrayDataset, as_dataset
-from .importance import log_importance_weights, model_device
-from .likelihoods import bits_per_dim
+from ppl_vae.data.base import ArrayDataset, as_dataset
+from ppl_vae.evaluation.importance_weights import log_importance_weights, model_device
+from ppl_vae.components.likelihoods import bits_per_dim
 
 
 @torch.no_grad()
-def per_datum_log_weights(vae, x, mask=None, num_samples: int = 1000, max_elements: int = 2 ** 25):
+def per_datum_log_weights(
+    vae: Any, x: torch.Tensor, mask: Optional[torch.Tensor] = None, num_samples: int = 1000, max_elements: int = 2**25
+) -> Iterator[torch.Tensor]:
     """Yield chunks of log importance weights (k_chunk, n) for one batch of data."""
     per_particle = len(x) * math.prod(vae.likelihood.decoder_output_shape())
     chunk = max(1, min(num_samples, max_elements // max(per_particle, 1)))
@@ -28,8 +33,14 @@ def per_datum_log_weights(vae, x, mask=None, num_samples: int = 1000, max_elemen
 
 
 @torch.no_grad()
-def iwae_log_likelihood(vae, data, num_samples: int = 1000, batch_size: int = 100, progress: bool = False,
-                        max_elements: int = 2 ** 25) -> dict:
+def iwae_log_likelihood(
+    vae: Any,
+    data: Union[ArrayDataset, torch.Tensor],
+    num_samples: int = 1000,
+    batch_size: int = 100,
+    progress: bool = False,
+    max_elements: int = 2**25,
+) -> dict:
     """Per-datum estimates from the same S = ``num_samples`` guide draws:
     ``log_px`` (importance-weighted, a stochastic lower bound that tightens as S grows) and
     ``elbo`` (the mean log weight). Returns tensors of shape (N,) on the CPU."""
@@ -51,7 +62,7 @@ def iwae_log_likelihood(vae, data, num_samples: int = 1000, batch_size: int = 10
 
 
 @torch.no_grad()
-def latent_statistics(vae, data, batch_size: int = 1000) -> dict:
+def latent_statistics(vae: Any, data: Union[ArrayDataset, torch.Tensor], batch_size: int = 1000) -> dict:
     """KL(q(z|x) || p(z)) per latent dimension (Monte Carlo unless both are Gaussian) and active units
     (Burda et al.: dimensions whose posterior mean varies across data, Cov_x E_q[z_d] > 0.01)."""
     data = as_dataset(data).to(vae.device)
@@ -63,11 +74,10 @@ def latent_statistics(vae, data, batch_size: int = 1000) -> dict:
     mu = torch.cat(means)
     variance = mu.var(0, unbiased=True) if len(mu) > 1 else torch.zeros(mu.shape[1], device=mu.device)
     kl = torch.cat(kls).mean(0)
-    return {"kl_per_dim": kl.cpu(), "posterior_mean_variance": variance.cpu(),
-            "active_units": int((variance > 0.01).sum())}
+    return {"kl_per_dim": kl.cpu(), "posterior_mean_variance": variance.cpu(), "active_units": int((variance > 0.01).sum())}
 
 
-def _kl_per_dim(vae, loc, scale, samples: int = 16):
+def _kl_per_dim(vae: Any, loc: torch.Tensor, scale: torch.Tensor, samples: int = 16) -> torch.Tensor:
     """Per-dimension KL for a diagonal Gaussian q against a factorized prior; the MC estimate of the
     per-dimension log-ratio otherwise (a mixture prior does not factorize: its KL is split evenly)."""
     prior = vae.prior()
@@ -83,7 +93,7 @@ def _kl_per_dim(vae, loc, scale, samples: int = 16):
 
 
 @torch.no_grad()
-def reconstruction_error(vae, data, batch_size: int = 1000) -> dict:
+def reconstruction_error(vae: Any, data: Union[ArrayDataset, torch.Tensor], batch_size: int = 1000) -> dict:
     """Mean squared and absolute error of the point reconstruction, over observed entries."""
     data = as_dataset(data).to(vae.device)
     se = ae = count = 0.0
@@ -96,22 +106,34 @@ def reconstruction_error(vae, data, batch_size: int = 1000) -> dict:
     return {"mse": se / count, "mae": ae / count}
 
 
-def evaluate(vae, data: ArrayDataset, num_samples: int = 1000, batch_size: int = 100, progress: bool = False,
-             bin_width: float = 1 / 255) -> dict:
+def evaluate(
+    vae: Any, data: ArrayDataset, num_samples: int = 1000, batch_size: int = 100, progress: bool = False, bin_width: float = 1 / 255
+) -> dict:
     """The standard report: mean test ELBO and log p(x) (with standard errors), bits/dim,
     reconstruction error, KL per dimension and active units."""
     data = as_dataset(data)
     est = iwae_log_likelihood(vae, data, num_samples, batch_size, progress)
     stats = latent_statistics(vae, data)
-    return {**bound_report(est, data, num_samples, vae.likelihood.discrete, bin_width), **reconstruction_error(vae, data),
-            "active_units": stats["active_units"], "kl_per_dim": [round(float(v), 4) for v in stats["kl_per_dim"]]}
+    return {
+        **bound_report(est, data, num_samples, vae.likelihood.discrete, bin_width),
+        **reconstruction_error(vae, data),
+        "active_units": stats["active_units"],
+        "kl_per_dim": [round(float(v), 4) for v in stats["kl_per_dim"]],
+    }
 
 
-def bound_report(est: dict, data: ArrayDataset, num_samples: int, discrete: bool, bin_width: float) -> dict:
+def bound_report(est: Dict[str, torch.Tensor], data: ArrayDataset, num_samples: int, discrete: bool, bin_width: float) -> dict:
     """Means and standard errors over data of per-datum ``log_px`` and ``elbo``, their gap and bits/dim."""
     lp, el = est["log_px"], est["elbo"]
     se = lambda t: float(t.std(unbiased=True) / math.sqrt(len(t))) if len(t) > 1 else float("nan")  # noqa: E731
     n_dims = math.prod(data.shape) if data.mask is None else float(data.mask.sum()) / len(data)
-    return {"n": len(data), "iwae_samples": num_samples, "elbo": float(el.mean()), "elbo_se": se(el),
-            "log_px": float(lp.mean()), "log_px_se": se(lp), "gap": float((lp - el).mean()),
-            "bits_per_dim": float(bits_per_dim(lp, n_dims, discrete, bin_width).mean())}
+    return {
+        "n": len(data),
+        "iwae_samples": num_samples,
+        "elbo": float(el.mean()),
+        "elbo_se": se(el),
+        "log_px": float(lp.mean()),
+        "log_px_se": se(lp),
+        "gap": float((lp - el).mean()),
+        "bits_per_dim": float(bits_per_dim(lp, n_dims, discrete, bin_width).mean()),
+    }

@@ -8,16 +8,18 @@ module that DDP wraps returns the differentiable loss (never ``SVI.step`` on a D
 silently diverges across ranks); each rank's loss is multiplied by the world size, so the
 averaged gradient is the gradient of the global batch's summed loss, as in one process.
 """
+
 from __future__ import annotations
 
 import os
 from datetime import timedelta
+from typing import Any, Callable, Optional
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from .registry import ConfigError
+from ppl_vae.registry import ConfigError
 
 
 def active() -> bool:
@@ -40,8 +42,9 @@ def init_from_env(timeout_s: int = 600) -> torch.device:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR, ...); returns this
     rank's device: ``cuda:LOCAL_RANK`` with NCCL when GPUs exist, else the CPU with gloo."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        raise ConfigError("--distributed expects to be started by torchrun, e.g. "
-                          "'torchrun --nproc_per_node 2 -m ppl_vae train RECIPE --distributed'")
+        raise ConfigError(
+            "--distributed expects to be started by torchrun, e.g. 'torchrun --nproc_per_node 2 -m ppl_vae train RECIPE --distributed'"
+        )
     cuda = torch.cuda.is_available()
     if cuda:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -91,17 +94,16 @@ def shard() -> "tuple | None":
 class LossModule(nn.Module):
     """What DDP wraps: forward returns ``loss_fn``'s differentiable loss (times the world size)."""
 
-    def __init__(self, vae: nn.Module, loss_fn):
+    def __init__(self, vae: nn.Module, loss_fn: Callable[..., torch.Tensor]) -> None:
         super().__init__()
         self.vae, self.loss_fn = vae, loss_fn
 
-    def forward(self, x, mask=None, step: int = 0, **kwargs):
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, step: int = 0, **kwargs: Any) -> torch.Tensor:
         return self.loss_fn(x, mask, step=step, **kwargs) * world_size()
 
 
-def wrap(vae: nn.Module, loss_fn, device: torch.device):
+def wrap(vae: nn.Module, loss_fn: Callable[..., torch.Tensor], device: torch.device) -> Callable[..., torch.Tensor]:
     """``loss_fn(x, mask, step=...)`` itself, or a DDP module computing it when distributed."""
     if not active():
         return loss_fn
-    return nn.parallel.DistributedDataParallel(LossModule(vae, loss_fn),
-                                               device_ids=[device.index] if device.type == "cuda" else None)
+    return nn.parallel.DistributedDataParallel(LossModule(vae, loss_fn), device_ids=[device.index] if device.type == "cuda" else None)
