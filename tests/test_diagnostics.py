@@ -78,6 +78,74 @@ def test_exact_posterior_has_flat_weights_and_no_flags():
     assert d.gap == pytest.approx(np.zeros(50), abs=1e-4)
 
 
+def _arviz_khat(log_w):
+    """ArviZ's own k-hat, without the adapter."""
+    import warnings
+
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return np.asarray(az.psislw(log_w)[1])
+
+
+def _legacy_flat(log_w):
+    """The absolute flatness cutoff that ``psis_khat`` used before (issue 17)."""
+    return np.ptp(log_w, axis=-1) < 1e-3
+
+
+def test_khat_of_float32_rounding_noise_at_large_log_weights_is_flat():
+    """Equal weights near log w = 3150, where a float32 ulp is 2**-12: values 0..7 ulps apart, a spread the old absolute
+    cutoff (0.001) took for a tail; ArviZ then finds the top tied, too short a tail, and returns k = +inf."""
+    rng = np.random.default_rng(0)
+    ulp = np.float32(2.0**-12)
+    assert np.spacing(np.float32(3150)) == ulp
+    log_w = (np.float32(3150) + ulp * rng.integers(0, 8, size=(20, 1000)).astype(np.float32)).astype(np.float32)
+    assert (np.ptp(log_w.astype(np.float64), axis=1) == 7 * 2.0**-12).all()
+    assert not _legacy_flat(log_w.astype(np.float64)).any()
+    khat = adapter.psis_khat(log_w)
+    assert np.isneginf(khat).all()  # the equal-weights convention
+    assert not (khat > khat_threshold(1000)).any()
+
+
+def test_exact_guide_with_log_weights_near_3150_is_not_flagged():
+    """End to end: a pPCA with 784 dimensions and a small noise scale puts log p(x) near 3150; the guide is exact, so the
+    per-datum log weights are equal up to float32 rounding. The old cutoff flagged several of these data."""
+    vae, x = exact_guide_vae(d=784, s=0.0045)
+    d = importance_diagnostics(vae, x[:100], num_samples=100, keep_weights=True)
+    log_w = d.log_weights.astype(np.float64)
+    assert 3000 < np.abs(log_w).min() and np.abs(log_w).max() < 3300
+    assert not _legacy_flat(log_w).all()  # rounding noise of several ulps: above 0.001 for some rows
+    assert not d.flagged.any()
+    assert np.isneginf(d.khat).all()
+    assert d.gap == pytest.approx(np.zeros(100), abs=1e-2)
+
+
+def test_heavy_tail_at_large_log_weights_is_still_flagged():
+    """log w = 3150 + log of Pareto draws with tail index 1/0.9 (k = 0.9), rounded to float32 as the pipeline does: the
+    per-row shift and the relative flatness test leave the tail to PSIS, which sees the same k as at log w = log Pareto."""
+    rng = np.random.default_rng(0)
+    tail = np.log1p(rng.pareto(1 / 0.9, size=(20, 1000)))
+    khat = adapter.psis_khat((3150 + tail).astype(np.float32))
+    assert (khat > khat_threshold(1000)).mean() >= 0.75  # k-hat from S = 1000 draws scatters about 0.1 around k
+    assert 0.75 < np.median(khat) < 1.0
+    assert khat == pytest.approx(adapter.psis_khat(tail), abs=0.05)  # float32 rounding of the tail moves k-hat little
+    assert adapter.psis_khat(3150 + tail) == pytest.approx(adapter.psis_khat(tail), rel=1e-6)
+
+
+def test_khat_at_small_log_weights_is_unchanged():
+    """Small magnitudes: the exact guide's rows stay flat (-inf), and a non-flat row gets ArviZ's own k-hat."""
+    vae, x = exact_guide_vae()
+    d = importance_diagnostics(vae, x[:50], num_samples=200, keep_weights=True)
+    assert _legacy_flat(d.log_weights.astype(np.float64)).all()
+    assert np.isneginf(d.khat).all()
+    rng = np.random.default_rng(2)
+    log_w = rng.normal(-8.0, 1.0, size=(5, 500))
+    log_w[0, :3] = -np.inf  # zero weights: not flat, left to PSIS
+    assert adapter.psis_khat(log_w) == pytest.approx(_arviz_khat(log_w), rel=1e-9)
+    assert adapter.psis_khat(np.zeros((2, 100))).tolist() == [-np.inf, -np.inf]
+
+
 def test_sbc_is_uniform_for_the_exact_posterior_and_not_for_a_shrunken_guide():
     vae, _ = exact_guide_vae()
     exact = amortized_sbc(vae, num_sims=1000, num_samples=100)

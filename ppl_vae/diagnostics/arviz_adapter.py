@@ -28,18 +28,41 @@ def version() -> str:
     return az.__version__
 
 
-def psis_khat(log_weights: np.ndarray) -> np.ndarray:
-    """Pareto k-hat per row of ``log_weights`` (N, S), from ArviZ's PSIS.
+#: Flatness tolerance of ``psis_khat``, in float32 epsilons relative to the log weights' magnitude. Log weights are float32
+#: sums of many terms, so equal weights reach PSIS a few float32 ulps apart (measured on exact guides: up to 6 eps32 * |log w|
+#: at |log w| ~ 3000, 13 at |log w| ~ 5). 32 leaves a margin, and the flat band is then at least 32 ulps wide: past it, rounded
+#: noise has enough distinct values that ties at the top do not leave ArviZ too short a tail (k = +inf) for S up to a few
+#: thousand. It hides no tail worth flagging: a flat row's weights are within a factor exp(32 * eps32 * max |log w|) of each
+#: other, 1.012 at |log w| = 3150 (the shortcut would hide a tail spanning ~3 nats only from |log w| ~ 8e5).
+FLAT_EPS32 = 32
 
-    Rows whose weights are equal to within 0.1% (an exact posterior, up to float32 rounding of the
-    log densities) have no tail to fit: a Pareto fit to rounding noise is meaningless, and ArviZ
-    returns +inf for exactly equal weights. Their k-hat is returned as -inf, "as reliable as it gets"."""
+
+def psis_khat(log_weights: np.ndarray) -> np.ndarray:
+    """Pareto k-hat per row of ``log_weights`` (N, S), from ArviZ's PSIS, in float64.
+
+    Each row is shifted by its maximum (the k-hat does not depend on it), so PSIS works on log weights
+    near 0 whatever their magnitude. A row is flat, equal weights up to float32 rounding (an exact
+    guide), when its spread is within ``FLAT_EPS32`` float32 epsilons of its magnitude::
+
+        ptp(log w) <= FLAT_EPS32 * eps32 * max(1, max |log w|)
+
+    A flat row has no tail to fit: a Pareto fit to rounding noise is meaningless (rounding makes
+    values tie, and ArviZ returns +inf when the top of the row is tied, as it is for exactly equal
+    weights). Its k-hat is returned as -inf, "as reliable as it gets". The test is relative because
+    float32 rounding is: at |log w| ~ 3150 one ulp is 2**-12, so an absolute cutoff (0.001 before)
+    misread an exact guide's rounding noise as a heavy tail. Other rows, and rows with non-finite
+    entries, go to PSIS unchanged but for the shift."""
     log_weights = np.asarray(log_weights, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        top = np.max(log_weights, axis=-1, keepdims=True)
+        shifted = log_weights - np.where(np.isfinite(top), top, 0.0)
+        scale = np.max(np.abs(log_weights), axis=-1, where=np.isfinite(log_weights), initial=1.0)
+        spread = np.ptp(shifted, axis=-1)
+        flat = np.isfinite(spread) & (spread <= FLAT_EPS32 * float(np.finfo(np.float32).eps) * scale)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        _, khat = az.psislw(log_weights)
+        _, khat = az.psislw(shifted)
     khat = np.asarray(khat, dtype=np.float64)
-    flat = np.ptp(log_weights, axis=-1) < 1e-3
     return np.where(flat, -np.inf, khat)
 
 
