@@ -12,36 +12,10 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional, Sequence
+from typing import Optional, Sequence
 
+from ppl_vae.cli.common import _number, _Parser, where as _where
 from ppl_vae.registry import ConfigError
-from ppl_vae.schema import Rule
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with the package's one-line errors: ``ppl-vae: error: ...`` and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"ppl-vae: error: {message} (see '{self.prog} --help')", file=sys.stderr)
-        sys.exit(2)
-
-
-def _number(rule: Rule) -> Callable[[str], Any]:
-    """An argparse type that reads a number and checks it against ``rule`` (the same rules as the config)."""
-
-    def parse(text: str) -> Any:
-        try:
-            value: Any = int(text) if rule.type is int else float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {rule.allowed()}, got '{text}'") from None
-        try:
-            return rule.check("value", value)
-        except ConfigError:
-            raise argparse.ArgumentTypeError(f"must be {rule.allowed()}, got '{text}'") from None
-
-    parse.__name__ = rule.allowed()  # argparse names the type in some messages
-    parse.rule = rule  # type: ignore[attr-defined]  # read by the tests that drive every numeric flag
-    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -150,7 +124,21 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     sub.add_parser("recipes", help="list the named recipes")
+    for module in _command_modules():
+        module.register(sub, _number)
     return p
+
+
+def _command_modules() -> list:
+    """The command modules of this package: each adds its sub-command(s) with ``register(sub, number)``.
+
+    A new command is one module here with ``register`` setting ``handler=`` on its parser; nothing else changes.
+    """
+    import importlib
+    import pkgutil
+
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "common")
+    return [importlib.import_module(f"{__name__}.{name}") for name in names]
 
 
 def _table(report: dict) -> str:
@@ -227,10 +215,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"run directory: {out}")
         print(_table(metrics))
     return 0
-
-
-def _where(err: OSError) -> str:
-    return f"'{err.filename}'" if err.filename else "a file"
 
 
 def _metrics_table(r: dict) -> str:
@@ -317,14 +301,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as stop:  # --help, or a bad argument already reported in one line
         return int(stop.code or 0)
-    handler = {
-        "train": cmd_train,
-        "evaluate": cmd_evaluate,
-        "sample": cmd_sample,
-        "diagnose": cmd_diagnose,
-        "compare": cmd_compare,
-        "recipes": cmd_recipes,
-    }[args.command]
+    handler = (
+        getattr(args, "handler", None)
+        or {
+            "train": cmd_train,
+            "evaluate": cmd_evaluate,
+            "sample": cmd_sample,
+            "diagnose": cmd_diagnose,
+            "compare": cmd_compare,
+            "recipes": cmd_recipes,
+        }[args.command]
+    )
     import matplotlib
 
     matplotlib.use("Agg")  # figures go to files; the library itself leaves the backend alone
