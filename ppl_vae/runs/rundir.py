@@ -14,7 +14,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Dict, Optional, Tuple, Union
+from typing import IO, Any, Callable, Dict, Optional, Tuple, Union
 
 import pyro
 import torch
@@ -128,9 +128,18 @@ def _restore(module: nn.Module, payload: dict, run: Path) -> None:
         raise CheckpointError(f"the checkpoint in '{run}' does not fit its config: {str(err).splitlines()[0]}") from None
 
 
-def train_run(cfg: Config, out_dir: Union[str, Path], progress: bool = True, resume: bool = False, figures: bool = True) -> dict:
+def train_run(
+    cfg: Config,
+    out_dir: Union[str, Path],
+    progress: bool = True,
+    resume: bool = False,
+    figures: bool = True,
+    on_epoch: Optional[Callable[[TrainState], None]] = None,
+) -> dict:
     """Train (or resume) the run in ``out_dir``; returns the final test metrics (a dict). In a
-    distributed run only rank 0 writes files and evaluates (the other ranks return an empty dict)."""
+    distributed run only rank 0 writes files and evaluates (the other ranks return an empty dict).
+    ``on_epoch(state)`` is called after each epoch's checkpoint is written (a search prunes a trial
+    there by raising); an exception it raises stops training with the last checkpoint intact."""
     run = Path(out_dir)
     main = distributed.is_main()
     kind, splits, module, objective = prepare(cfg)
@@ -175,6 +184,8 @@ def train_run(cfg: Config, out_dir: Union[str, Path], progress: bool = True, res
                     save_checkpoint(run / CHECKPOINT, model, cfg.to_dict(), st, splits.spec.to_dict())
                     _write_history(run, st.history)
             fresh = False
+            if on_epoch is not None:
+                on_epoch(st)
 
         t = cfg.train
         fit(
