@@ -11,6 +11,18 @@ from ppl_vae.config import Config
 from ppl_vae.evaluation import evaluate, iwae_log_likelihood
 from ppl_vae.kinds import VAE, ConditionalVAE, SemiSupervisedVAE
 from ppl_vae.registry import ConfigError
+from ppl_vae.runs import load, save
 from ppl_vae.training import fit
 
-__all__ = ["VAE", "ConditionalVAE", "SemiSupervisedVAE", "Config", "ConfigError", "evaluate", "fit", "iwae_log_likelihood"]
+__all__ = [
+    "VAE",
+    "ConditionalVAE",
+    "SemiSupervisedVAE",
+    "Config",
+    "ConfigError",
+    "evaluate",
+    "fit",
+    "iwae_log_likelihood",
+    "load",
+    "save",
+]

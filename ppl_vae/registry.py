@@ -7,6 +7,7 @@ names up here, so no module needs an if/elif chain on strings.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable, Dict, List, Optional
 
@@ -25,6 +26,39 @@ def accepted_arguments(factory: Callable[..., Any]) -> Optional[List[str]]:
     return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"]
 
 
+_RECIPE = "_ppl_vae_recipe"  # the instance attribute holding {"name": ..., **arguments}
+
+
+def remember_arguments(cls: type, name: Optional[str] = None) -> type:
+    """Make every instance of ``cls`` (not of its subclasses) remember the arguments it was built
+    with, as ``{"name": name, **arguments}`` (``recipe_of``), so that a model built in Python can be
+    written as a recipe table and rebuilt by a run directory (``ppl_vae.save``). Registration does
+    this for every registered class; model classes do it themselves."""
+    init = cls.__init__  # type: ignore[misc]
+    if getattr(init, "_remembers", None) is cls:
+        return cls
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        if type(self) is cls:  # an unregistered subclass is not the registered class: it remembers nothing
+            bound = signature.bind(self, *args, **kwargs).arguments
+            bound.pop(next(iter(signature.parameters)))  # self
+            extra = bound.pop("kwargs", {}) if "kwargs" in signature.parameters else {}
+            object.__setattr__(self, _RECIPE, {**({"name": name} if name else {}), **bound, **extra})
+
+    __init__._remembers = cls  # type: ignore[attr-defined]
+    cls.__init__ = __init__  # type: ignore[misc]
+    return cls
+
+
+def recipe_of(obj: Any) -> Optional[Dict[str, Any]]:
+    """``{"name": ..., **arguments}`` that built ``obj`` (a registered class's instance), else None."""
+    recipe = getattr(obj, _RECIPE, None)
+    return dict(recipe) if isinstance(recipe, dict) else None
+
+
 class Registry:
     """A named collection of factories, e.g. ``PRIORS.build("mixture", k=10)``."""
 
@@ -38,6 +72,8 @@ class Registry:
                 if name in self._items:
                     raise KeyError(f"{self.kind} '{name}' registered twice")
                 self._items[name] = obj
+            if inspect.isclass(obj):
+                remember_arguments(obj, names[0])
             return obj
 
         return decorate

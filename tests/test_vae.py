@@ -9,7 +9,7 @@ from torch import nn
 from ppl_vae.components.networks import ConvDecoder, ConvEncoder
 from ppl_vae.registry import ConfigError
 from ppl_vae.training.fit import fit
-from ppl_vae.kinds.vae import VAE
+from ppl_vae.kinds import VAE, ConditionalVAE, SemiSupervisedVAE
 
 
 def binary(n=8, d=16):
@@ -38,6 +38,36 @@ def test_predictive_and_condition_work():
     z = torch.zeros(8, 3)
     tr = poutine.trace(poutine.condition(vae.model, data={"z": z})).get_trace(x)
     assert torch.equal(tr.nodes["z"]["value"], z)
+
+
+def test_model_with_x_none_generates_and_predictive_draws_new_data():
+    torch.manual_seed(0)
+    vae = VAE((16,), 3, hidden=(8,))
+    x = binary()
+    gen = poutine.trace(vae.model).get_trace(None, n=5)
+    assert gen.nodes["x"]["value"].shape == (5, 16) and not gen.nodes["x"]["is_observed"]
+    prior = Predictive(vae.model, num_samples=3, parallel=True)(None, n=4)
+    assert prior["x"].shape == (3, 4, 16) and set(prior["x"].unique().tolist()) <= {0.0, 1.0}
+    # posterior predictive: z from the guide, x unobserved (Pyro keeps an observed site's value)
+    draws = Predictive(poutine.uncondition(vae.model), guide=vae.guide, num_samples=2000, return_sites=["x", "z"])(x)
+    assert draws["x"].shape == (2000, 8, 16) and not torch.equal(draws["x"][0], x)
+    probs = torch.sigmoid(vae.decoder(draws["z"]))  # E[x_rep] = E_q(z|x)[sigmoid(decoder(z))]
+    assert torch.allclose(draws["x"].mean(0), probs.mean(0), atol=0.06)  # 5 sd of a mean of 2000 draws
+    kept = Predictive(vae.model, guide=vae.guide, num_samples=2)(x)["x"]
+    assert torch.equal(kept[0], x)  # the documented reason to uncondition
+    with pytest.raises(ConfigError, match="n must be left out or equal len"):
+        vae.model(x, n=3)
+
+
+def test_label_aware_models_generate_with_x_none():
+    cvae = ConditionalVAE((16,), n_classes=3, latent_dim=2, hidden=(8,))
+    y = torch.tensor([0, 2, 1, 1])
+    tr = poutine.trace(cvae.model).get_trace(None, y=y)
+    assert tr.nodes["x"]["value"].shape == (4, 16) and not tr.nodes["x"]["is_observed"]
+    m2 = SemiSupervisedVAE((16,), n_classes=3, latent_dim=2, hidden=(8,))
+    tr = poutine.trace(m2.model).get_trace(None, n=6)
+    assert tr.nodes["x"]["value"].shape == (6, 16) and tr.nodes["y"]["value"].shape == (6,)
+    assert not tr.nodes["y"]["is_observed"]
 
 
 def test_two_vaes_in_one_process_train_independently():

@@ -13,7 +13,7 @@ recipe without edits).
 import importlib
 import pkgutil
 
-from ppl_vae.kinds.base import CAPABILITIES, ModelKind, build_component, kind, kinds_where, require
+from ppl_vae.kinds.base import CAPABILITIES, ModelKind, build_component, kind, kind_of, kinds_where, require
 from ppl_vae.kinds.conditional import ConditionalKind, ConditionalVAE
 from ppl_vae.kinds.semisupervised import SemiSupervisedKind, SemiSupervisedVAE
 from ppl_vae.kinds.vae import VAE, VAEKind
@@ -26,6 +26,7 @@ __all__ = [
     "ModelKind",
     "build_component",
     "kind",
+    "kind_of",
     "kinds_where",
     "require",
     "VAE",

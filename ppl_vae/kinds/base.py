@@ -18,7 +18,7 @@ from ppl_vae.data import Splits
 from ppl_vae.data.base import ArrayDataset
 from ppl_vae.data.spec import DataSpec
 from ppl_vae.objectives.base import Objective
-from ppl_vae.registry import KINDS, ConfigError, Registry
+from ppl_vae.registry import KINDS, ConfigError, Registry, recipe_of
 
 # What a kind can be asked to do, and the command or function that asks.
 CAPABILITIES: Dict[str, str] = {
@@ -30,6 +30,7 @@ CAPABILITIES: Dict[str, str] = {
     "diagnose": "be diagnosed (ppl-vae diagnose: per-datum PSIS, SBC, a NUTS reference)",
     "compare": "be compared by held-out log p(x) (ppl-vae compare)",
     "disentanglement": "be scored with disentanglement metrics (ppl-vae evaluate --disentanglement)",
+    "compress": "compress data losslessly with bits-back coding (ppl-vae compress)",
 }
 
 
@@ -42,6 +43,7 @@ class ModelKind:
     capabilities: ClassVar[FrozenSet[str]] = frozenset()
     objectives: ClassVar[Tuple[str, ...]] = ()  # the objective names this kind trains with
     uses_labelled_subset: ClassVar[bool] = False  # data.labels > 0 is required (and allowed only then)
+    module_type: ClassVar[Optional[type]] = None  # the class ``build`` returns (``kind_of`` finds a module's kind by it)
 
     # ---- configuration --------------------------------------------------------------------
     def validate(self, cfg: Config) -> None:
@@ -63,6 +65,10 @@ class ModelKind:
     def build(self, model: ModelConfig, spec: DataSpec) -> nn.Module:
         """The Pyro module (with ``model`` and ``guide``) for data described by ``spec``."""
         raise NotImplementedError
+
+    def describe(self, module: Any) -> Dict[str, Any]:
+        """The ``[model]`` recipe table that ``build`` turns back into ``module`` (what ``ppl_vae.save`` writes)."""
+        raise ConfigError(f"model.kind '{self.name}' cannot describe a model built in Python; train it from a recipe instead")
 
     # ---- training -------------------------------------------------------------------------
     def prepare(self, splits: Splits, objective: Objective) -> None:
@@ -90,14 +96,60 @@ class ModelKind:
         """A figure of ``n`` generated data (capability ``sample``)."""
         raise ConfigError(f"model.kind '{self.name}' cannot draw samples")
 
+    def sample_text(self, module: nn.Module, spec: DataSpec, n: int) -> Optional[List[str]]:
+        """``n`` generated data as lines of text, for kinds whose data are text (``ppl-vae sample``
+        prints them and writes ``RUN/samples.txt``); None (the default): ``sample_figure`` draws them."""
+        return None
+
     def represent(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """The representation of ``x`` used by metrics (capability ``disentanglement``)."""
         raise ConfigError(f"model.kind '{self.name}' has no representation for metrics")
+
+    def write_samples(self, module: nn.Module, spec: DataSpec, n: int, folder: Any) -> List[Any]:
+        """Files of generated data that ``ppl-vae sample`` writes beside its figure, in ``folder``
+        (MIDI files, text); returns their paths. Default: none."""
+        return []
 
 
 def kind(name: str) -> ModelKind:
     """The registered kind ``name`` (a one-line error lists the kinds for an unknown name)."""
     return KINDS.get(name)()
+
+
+def kind_of(module: Any) -> ModelKind:
+    """The kind whose ``build`` makes modules of ``module``'s class (a one-line error if none does)."""
+    for name in KINDS.names():
+        found = KINDS.get(name)()
+        if found.module_type is not None and type(module) is found.module_type:
+            return found
+    classes = [t.__name__ for t in (KINDS.get(n)().module_type for n in KINDS.names()) if t is not None]
+    raise ConfigError(
+        f"a {type(module).__name__} is not the model of a registered kind; a run directory holds one of: {', '.join(classes)}"
+    )
+
+
+def component_table(component: Any, what: str, context: Tuple[str, ...] = ()) -> Dict[str, Any]:
+    """The recipe table ``{"name": ..., **arguments}`` that built ``component`` (less the ``context``
+    arguments the kind supplies itself): a one-line error for a component a recipe cannot name."""
+    recipe = recipe_of(component)
+    if recipe is None or "name" not in recipe:
+        raise ConfigError(
+            f"{what} is a {type(component).__name__}, which no registry names: a run directory rebuilds the model from "
+            f"registered names; register the class (e.g. @ppl_vae.registry.ENCODERS.register('my-net')) before saving"
+        )
+    return {k: _recipe_value(v, f"{what}.{k}") for k, v in recipe.items() if k not in context}
+
+
+def _recipe_value(value: Any, what: str) -> Any:
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple, torch.Size)):
+        return [_recipe_value(v, what) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _recipe_value(v, f"{what}.{k}") for k, v in value.items()}
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # a numpy or torch scalar
+        return value.item()
+    raise ConfigError(f"{what} is a {type(value).__name__}, which a recipe cannot hold; pass a number, string or list instead")
 
 
 def kinds_where(test: Callable[[ModelKind], bool], registry: Registry = KINDS) -> List[str]:

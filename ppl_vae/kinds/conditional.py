@@ -11,7 +11,7 @@ as ``"conditional"``.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Optional, Sequence, Tuple
 
 import pyro
 import pyro.distributions as dist
@@ -29,8 +29,8 @@ from ppl_vae.data.base import ArrayDataset, as_dataset
 from ppl_vae.data.spec import DataSpec
 from ppl_vae.evaluation.importance_weights import ModelGuide
 from ppl_vae.evaluation.likelihood import bound_report, per_datum_log_weights
-from ppl_vae.kinds.base import ModelKind, build_component
-from ppl_vae.registry import KINDS, LIKELIHOODS, PRIORS, ConfigError
+from ppl_vae.kinds.base import ModelKind, build_component, component_table
+from ppl_vae.registry import KINDS, LIKELIHOODS, PRIORS, ConfigError, recipe_of, remember_arguments
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -83,6 +83,7 @@ class ConditionalDecoder(nn.Module):
         return h.reshape(*h.shape[:-1], *self.out_shape)
 
 
+@remember_arguments
 class ConditionalVAE(nn.Module):
     """p(x | y) with labels always given: ``ConditionalVAE((784,), n_classes=10, latent_dim=20)``."""
 
@@ -119,11 +120,18 @@ class ConditionalVAE(nn.Module):
     def decode(self, z: torch.Tensor, y: torch.Tensor) -> dist.TorchDistribution:
         return self.likelihood(self.decoder(z, y))
 
-    def model(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, y: Optional[torch.Tensor] = None, beta: float = 1.0) -> None:
+    def model(
+        self,
+        x: Optional[torch.Tensor] = None,
+        mask: Optional[torch.Tensor] = None,
+        y: Optional[torch.Tensor] = None,
+        beta: float = 1.0,
+    ) -> None:
+        """p(x, z | y) = p(z) p(x | z, y); with ``x=None`` it generates one datum per label in ``y``."""
         if y is None:
             raise ConfigError("the conditional VAE needs labels for every datum")
-        x = self.likelihood.fill_missing(x, mask)
-        with pyro.plate("data", x.shape[0], dim=-1):
+        x = self.likelihood.fill_missing(x, mask) if x is not None else None
+        with pyro.plate("data", len(y), dim=-1):
             with poutine.scale(scale=beta):
                 z = pyro.sample("z", self.prior())
             pyro.sample("x", self.likelihood(self.decoder(z, y), mask), obs=x)
@@ -181,6 +189,19 @@ class ConditionalKind(ModelKind):
     description = "p(z) p(x | z, y) with q(z | x, y); labels always given"
     capabilities = frozenset({"sample", "conditional-sample", "reconstruct"})
     objectives = ("conditional",)
+    module_type: ClassVar[Optional[type]] = ConditionalVAE
+
+    def describe(self, module: Any) -> Dict[str, Any]:
+        args = recipe_of(module) or {}
+        hidden, activation = [int(h) for h in args.get("hidden", (256,))], str(args.get("activation", "relu"))
+        return {
+            "kind": self.name,
+            "latent_dim": module.latent_dim,
+            "prior": component_table(module.prior, "model.prior"),
+            "likelihood": component_table(module.likelihood, "model.likelihood"),
+            "encoder": {"name": "mlp", "hidden": hidden, "activation": activation},
+            "decoder": {"name": "mlp", "hidden": hidden[::-1], "activation": activation},
+        }
 
     def _parts(self, model: ModelConfig, spec: DataSpec) -> Dict[str, Any]:
         """What both label-aware kinds build from a config: shape, classes, prior, likelihood, MLP sizes."""

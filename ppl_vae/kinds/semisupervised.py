@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import TYPE_CHECKING, Any, Dict, Optional, Sequence, Union, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Optional, Sequence, Union, cast
 
 import pyro
 import pyro.distributions as dist
@@ -31,14 +31,16 @@ from ppl_vae.data.spec import DataSpec
 from ppl_vae.evaluation.classification import accuracy
 from ppl_vae.evaluation.likelihood import bound_report, per_datum_log_weights
 from ppl_vae.kinds.conditional import ConditionalKind, ConditionalVAE, with_label
+from ppl_vae.kinds.vae import data_size
 from ppl_vae.objectives.base import Objective
-from ppl_vae.registry import KINDS, ConfigError
+from ppl_vae.registry import KINDS, ConfigError, recipe_of, remember_arguments
 from ppl_vae.schema import positive_int
 
 if TYPE_CHECKING:
     from ppl_vae.objectives.labelled import SemiSupervisedObjective
 
 
+@remember_arguments
 class SemiSupervisedVAE(ConditionalVAE):
     """M2: ``SemiSupervisedVAE((784,), n_classes=10, latent_dim=50)``; y observed when given, else enumerated."""
 
@@ -68,9 +70,17 @@ class SemiSupervisedVAE(ConditionalVAE):
         """Logits of q(y | x), shape (batch, n_classes)."""
         return self.classifier(self._flat(self.likelihood.fill_missing(x, mask)))
 
-    def model(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, y: Optional[torch.Tensor] = None, beta: float = 1.0) -> None:
-        x = self.likelihood.fill_missing(x, mask)
-        with pyro.plate("data", x.shape[0], dim=-1):
+    def model(
+        self,
+        x: Optional[torch.Tensor] = None,
+        mask: Optional[torch.Tensor] = None,
+        y: Optional[torch.Tensor] = None,
+        beta: float = 1.0,
+        n: Optional[int] = None,
+    ) -> None:
+        """p(x, y, z) = p(y) p(z) p(x | y, z); ``model(None, n=N)`` generates N data (labels drawn from p(y))."""
+        x = self.likelihood.fill_missing(x, mask) if x is not None else None
+        with pyro.plate("data", len(y) if y is not None and x is None else data_size(x, n), dim=-1):
             y = pyro.sample("y", dist.Categorical(logits=self.y_logits), obs=y)
             with poutine.scale(scale=beta):
                 z = pyro.sample("z", self.prior())
@@ -162,6 +172,14 @@ class SemiSupervisedKind(ConditionalKind):
     description = "M2: y a latent class enumerated in the guide, observed on the labelled subset"
     capabilities = frozenset({"sample", "conditional-sample", "reconstruct", "classify"})
     objectives = ("semi-supervised",)
+    module_type: ClassVar[Optional[type]] = SemiSupervisedVAE
+
+    def describe(self, module: Any) -> Dict[str, Any]:
+        args = recipe_of(module) or {}
+        if args.get("classifier") is not None:
+            raise ConfigError("model.classifier is a custom module, which a recipe cannot name; use the built-in classifier")
+        return {**super().describe(module), "classifier": {"hidden": [int(h) for h in args.get("classifier_hidden", (256,))]}}
+
     uses_labelled_subset = True
 
     def build(self, model: ModelConfig, spec: DataSpec) -> nn.Module:

@@ -27,8 +27,8 @@ from ppl_vae.data import Splits
 from ppl_vae.data.base import ArrayDataset
 from ppl_vae.data.spec import DataSpec
 from ppl_vae.evaluation.likelihood import evaluate
-from ppl_vae.kinds.base import ModelKind, build_component
-from ppl_vae.registry import DECODERS, ENCODERS, GUIDES, KINDS, LIKELIHOODS, PRIORS, ConfigError
+from ppl_vae.kinds.base import ModelKind, build_component, component_table
+from ppl_vae.registry import DECODERS, ENCODERS, GUIDES, KINDS, LIKELIHOODS, PRIORS, ConfigError, remember_arguments
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 _ids = itertools.count()
 
 
+@remember_arguments
 class VAE(nn.Module):
     """A VAE as a Pyro program. ``VAE((784,), 10, prior=MixtureOfGaussiansPrior(k=10))``.
 
@@ -75,12 +76,19 @@ class VAE(nn.Module):
         self.use_param_store = False  # set True to train with pyro's SVI + pyro.optim
 
     # ---- the Pyro program -------------------------------------------------------------------
-    def model(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, beta: float = 1.0) -> torch.Tensor:
-        """p(x, z) = p(z) p(x | decoder(z)); ``beta`` scales the latent site (with the guide)."""
+    def model(
+        self, x: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None, beta: float = 1.0, n: Optional[int] = None
+    ) -> torch.Tensor:
+        """p(x, z) = p(z) p(x | decoder(z)); ``beta`` scales the latent site (with the guide).
+
+        ``x`` is observed; ``model(None, n=N)`` generates N data instead (the ``x`` site samples).
+        For posterior predictive draws condition ``z`` on the guide and leave ``x`` unobserved:
+        ``Predictive(poutine.uncondition(vae.model), guide=vae.guide, num_samples=S)(x)`` (Pyro keeps an
+        observed site's value, so ``Predictive(vae.model, guide=vae.guide)(x)`` returns ``x`` itself)."""
         if self.use_param_store:
             pyro.module(self.pyro_name, self)
-        x = self.likelihood.fill_missing(x, mask)
-        with pyro.plate("data", x.shape[0], dim=-1):
+        x = self.likelihood.fill_missing(x, mask) if x is not None else None
+        with pyro.plate("data", data_size(x, n), dim=-1):
             with poutine.scale(scale=beta):
                 z = pyro.sample("z", self.prior())
             pyro.sample("x", self.likelihood(self.decoder(z), mask), obs=x)
@@ -132,8 +140,20 @@ class VAEKind(ModelKind):
 
     name = "vae"
     description = "p(z) p(x | z) with an amortized q(z | x)"
-    capabilities = frozenset({"sample", "reconstruct", "impute", "diagnose", "compare", "disentanglement"})
+    capabilities = frozenset({"sample", "reconstruct", "impute", "diagnose", "compare", "disentanglement", "compress"})
     objectives = ("elbo", "meanfield", "iwae", "capacity", "beta-tcvae", "factor-vae", "dip-vae")
+    module_type = VAE
+
+    def describe(self, module: Any) -> dict:
+        return {
+            "kind": self.name,
+            "latent_dim": module.latent_dim,
+            "prior": component_table(module.prior, "model.prior"),
+            "likelihood": component_table(module.likelihood, "model.likelihood"),
+            "encoder": component_table(module.encoder, "model.encoder", ("data_shape", "latent_dim")),
+            "decoder": component_table(module.decoder, "model.decoder", ("latent_dim", "out_shape")),
+            "posterior": component_table(module.posterior, "model.posterior"),
+        }
 
     def build(self, model: ModelConfig, spec: DataSpec) -> VAE:
         shape = tuple(spec.shape)
@@ -177,6 +197,17 @@ class VAEKind(ModelKind):
 
     def represent(self, module: Any, x: torch.Tensor) -> torch.Tensor:
         return module.embed(x)
+
+
+def data_size(x: Optional[torch.Tensor], n: Optional[int]) -> int:
+    """The size of the data plate: ``len(x)``, or ``n`` (default 1) when the model generates."""
+    if x is not None:
+        if n is not None and n != x.shape[0]:
+            raise ConfigError(f"model(x, n={n}): n must be left out or equal len(x) = {x.shape[0]}")
+        return int(x.shape[0])
+    if n is not None and n < 1:
+        raise ConfigError(f"model(None, n={n}) generates n data: n must be >= 1")
+    return 1 if n is None else int(n)
 
 
 def _image_shape(spec: DataSpec, action: str) -> tuple:

@@ -14,7 +14,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Dict, Optional, Tuple, Union
+from typing import IO, Any, Callable, Dict, List, Optional, Tuple, Union
 
 import pyro
 import torch
@@ -250,6 +250,11 @@ class LoadedRun:
     _splits: Optional[Splits] = field(default=None, repr=False)
 
     @property
+    def history(self) -> List[dict]:
+        """The per-epoch records of training (train loss, validation ELBO, seconds, ...)."""
+        return list(self.payload.get("history") or [])
+
+    @property
     def splits(self) -> Splits:
         if self._splits is None:
             self._splits = load_data(self.config.data)
@@ -292,10 +297,11 @@ SAMPLE_N = positive_int(4096)  # samples in one figure
 
 
 def evaluate_run(
-    run_dir: Union[str, Path], iwae_samples: Optional[int] = None, n_test: Optional[int] = None, progress: bool = False
+    run_dir: Union[str, Path], iwae_samples: Optional[int] = None, n_test: Optional[int] = None, progress: bool = False, seed: int = 0
 ) -> dict:
     """The test report of a run (its kind's ``evaluate``) with K importance samples per datum (default:
-    the run's ``eval.iwae_samples``) on the first ``n_test`` test data (default the run's; 0 = all)."""
+    the run's ``eval.iwae_samples``) on the first ``n_test`` test data (default the run's; 0 = all).
+    The importance samples are drawn after ``pyro.set_rng_seed(seed)``: the same call gives the same numbers."""
     rules = dict(iter_rules(EvalConfig))
     if iwae_samples is not None:
         rules["iwae_samples"].check("iwae_samples", iwae_samples)
@@ -304,6 +310,7 @@ def evaluate_run(
     loaded = load_run(run_dir, "auto")
     cfg = loaded.config
     data = test_subset(loaded.split("test"), cfg.eval.n_test if n_test is None else n_test)
+    pyro.set_rng_seed(seed_rule().check("seed", seed))
     report = loaded.kind.evaluate(loaded.module, data, loaded.spec, iwae_samples or cfg.eval.iwae_samples, progress)
     report["epochs"] = loaded.payload["epoch"]
     return report
@@ -311,7 +318,8 @@ def evaluate_run(
 
 @torch.no_grad()
 def sample_run(run_dir: Union[str, Path], n: int = 64, out_file: Optional[Union[str, Path]] = None, seed: int = 0) -> Path:
-    """Write a figure of ``n`` generated data (default ``RUN/figures/samples.png``); returns its path."""
+    """Write a figure of ``n`` generated data (default ``RUN/figures/samples.png``); returns its path.
+    Kinds that write files of samples too (``ModelKind.write_samples``) put them in ``RUN/samples/``."""
     from ppl_vae.plots import save_figures
 
     SAMPLE_N.check("n", n)
@@ -319,8 +327,17 @@ def sample_run(run_dir: Union[str, Path], n: int = 64, out_file: Optional[Union[
     loaded = load_run(run_dir, "auto")
     kinds.require(loaded.config.model.kind, "sample", "'sample'")
     torch.manual_seed(seed)
+    lines = loaded.kind.sample_text(loaded.module, loaded.spec, n)
+    if lines is not None:  # text: one generated datum per line, in RUN/samples.txt unless --out names a .txt file
+        path = Path(out_file) if out_file else Path(run_dir) / "samples.txt"
+        if path.suffix.lower() != ".txt":
+            raise ConfigError(f"this run generates text: --out must name a .txt file, got '{path}'")
+        atomic_write(path, lambda tmp: Path(tmp).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8"))
+        return path
     fig = loaded.kind.sample_figure(loaded.module, loaded.spec, n)
     out = Path(out_file) if out_file else Path(run_dir) / "figures" / "samples.png"
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out must name a .png file, got '{out}'")
-    return Path(save_figures({out.stem: fig}, out.parent)[0])
+    written = Path(save_figures({out.stem: fig}, out.parent)[0])
+    loaded.kind.write_samples(loaded.module, loaded.spec, n, Path(run_dir) / "samples")  # MIDI, text: the kind's own files
+    return written

@@ -118,7 +118,11 @@ def fit(
     is called after every epoch. ``trace``: replay the Pyro program's loss from a recorded graph
     where that is exact ("auto", the default; True warns when it cannot; "compile" also compiles the
     graph; False never; see ``ppl_vae.training.tracing``); each history record says whether the epoch ran
-    ``traced``. Raises ``TrainingDiverged`` on a NaN/inf loss, keeping the parameters of the last
+    ``traced``. ``seed`` seeds everything ``fit`` draws (batch order, binarization and Monte Carlo draws;
+    epoch ``e`` uses ``seed + e``): the same model, data and seed train to bitwise-equal weights on the CPU.
+    The initial weights were drawn when the model was built: build it after ``pyro.set_rng_seed(seed)``
+    (as ``ppl-vae train --seed`` does) for a run that is reproducible from the start.
+    Raises ``TrainingDiverged`` on a NaN/inf loss, keeping the parameters of the last
     good epoch. Arguments are checked against the config schema's rules (``TrainConfig``): a bad
     value is a one-line ``ConfigError``.
     """
