@@ -217,3 +217,65 @@ def test_compiled_graph_matches_the_pyro_program():
         b, gb = loss_and_grads(lambda: objective.loss(vae, X, step=step), vae, seed=step)
         assert torch.allclose(a, b, rtol=1e-5), (step, a, b)  # same random draws; fused kernels round differently
         assert all(torch.allclose(u, v, rtol=1e-4, atol=1e-6) for u, v in zip(ga, gb))
+
+
+def test_changing_a_python_side_setting_records_a_new_graph():
+    torch.manual_seed(0)
+    x = torch.rand(16, 12)
+    vae = VAE((12,), 3, likelihood=NormalLikelihood(scale="feature", min_scale=1e-3), hidden=(8,))
+    objective = ELBOObjective()
+    traced = TracedLoss(vae, objective)
+    with pyro.validation_enabled(False):
+        traced(x, None, step=0)
+        for setting in (0.5, 2.0):  # the minimum scale is a Python float the graph bakes in
+            vae.likelihood.min_scale = setting
+            a, _ = loss_and_grads(lambda: traced(x, None, step=1), vae, seed=3)
+            b, _ = loss_and_grads(lambda: objective.loss(vae, x, None, step=1), vae, seed=3)
+            assert traced.traced and torch.allclose(a, b, rtol=1e-6), (setting, a, b)
+        objective.num_particles = 2  # an objective's setting is part of the key too
+        traced(x, None, step=2)
+    assert len(traced.graphs) == 4
+
+
+def test_a_failing_replay_falls_back_to_the_pyro_program_with_one_warning():
+    vae = VAE((12,), 3, hidden=(8,))
+    objective = ELBOObjective()
+    traced = TracedLoss(vae, objective)
+
+    def broken(*args):
+        raise RuntimeError("replay broke")
+
+    with pyro.validation_enabled(False):
+        traced(X, None, step=0)
+        assert traced.traced
+        for key in traced.graphs:
+            traced.graphs[key] = broken
+        with pytest.warns(UserWarning, match="eagerly from now on.*replay failed \\(RuntimeError: replay broke\\)") as caught:
+            a, _ = loss_and_grads(lambda: traced(X, None, step=1), vae, seed=1)
+            for step in (2, 3):
+                traced(X, None, step=step)
+    assert len([w for w in caught if "eagerly" in str(w.message)]) == 1
+    assert not traced.traced and "replay failed" in traced.reason
+    b, _ = loss_and_grads(lambda: objective.loss(vae, X, None, step=1), vae, seed=1)
+    assert torch.allclose(a, b)
+
+
+def test_a_verification_replay_that_raises_is_caught(monkeypatch):
+    vae = VAE((12,), 3, hidden=(8,))
+    traced = TracedLoss(vae, ELBOObjective())
+    monkeypatch.setattr(traced, "_record", lambda *args: (lambda *a: (_ for _ in ()).throw(ValueError("bad graph"))))
+    with pyro.validation_enabled(False), pytest.warns(UserWarning, match="its replay raised ValueError: bad graph"):
+        loss = traced(X, None, step=0)
+    assert torch.isfinite(loss) and not traced.traced and not traced.graphs
+
+
+def test_recording_leaves_no_fake_tensors_in_a_module_reached_twice():
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    vae = VAE((12,), 3, prior="vamp", hidden=(8,))  # the VampPrior holds the encoder as well
+    traced = TracedLoss(vae, ELBOObjective())
+    with pyro.validation_enabled(False):
+        traced(X, None, step=0)
+    assert traced.traced, traced.reason
+    tensors = [t for m in vae.modules() for t in [*m._parameters.values(), *m._buffers.values()] if t is not None]
+    assert tensors and not any(isinstance(t, FakeTensor) for t in tensors)

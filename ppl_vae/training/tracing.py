@@ -9,9 +9,13 @@ replays it on later steps; autograd differentiates the replay as usual. The ops,
 which they draw random numbers, are the ones the Pyro program runs, so a replayed step gives the
 same loss, gradients and random draws as the eager one.
 
-The first step of each signature checks that: it runs the Pyro program and the graph from the same
-random state and compares the losses and gradients. A program that cannot be traced or does not
-match runs eagerly from then on (``TracedLoss.reason`` says why). Only objectives whose loss is a
+A graph is kept under a key holding everything it bakes in: the shapes, dtypes and devices of the
+inputs, parameters and buffers, and the Python side of the program (each module's class, mode,
+hooks and plain attributes, e.g. a likelihood's minimum scale, and the objective's settings), so a
+changed setting records a new graph. The first step of each key checks the graph: it runs the Pyro
+program and the graph from the same random state and compares the losses and gradients. A program
+that cannot be traced runs eagerly (``TracedLoss.reason`` says why); a graph whose check or replay
+fails makes training fall back to the Pyro program with one warning. Only objectives whose loss is a
 function of ``(vae, x, mask, beta)`` alone are tried: the ELBO and the IWAE bound (the mean-field
 ELBO too, but Pyro's TraceMeanField_ELBO reads a tensor value in its NaN check, so it runs eagerly);
 objectives with their own state or per-batch penalties run eagerly.
@@ -20,12 +24,14 @@ objectives with their own state or per-batch penalties run eagerly.
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 from typing import Any, Optional, Union, cast
 
 import pyro
 import torch
 from torch import nn
 
+from ppl_vae.objectives.schedules import ConstantBeta
 from ppl_vae.registry import ConfigError
 
 MODES = ("auto", True, False, "compile")
@@ -82,19 +88,28 @@ class TracedLoss:
             return self.objective.loss(self.vae, x, mask, step=step, **kwargs)
         beta = self._beta_tensor(self.objective.beta(step), x.device)
         state = self._state()
-        key = (
-            tuple(x.shape),
-            x.dtype,
-            x.device,
-            None if mask is None else (tuple(mask.shape), mask.dtype),
-            self.vae.training,
-            tuple(t.shape for t in state.values()),
-        )
-        graph = self.graphs.get(key)
+        graph = self.graphs.get(self._key(state, x, mask))
         if graph is None:
-            return self._first_step(key, state, x, mask, beta)
+            return self._first_step(state, x, mask, beta)
+        try:
+            loss = graph(list(state.values()), x, mask, beta)
+        except Exception as e:  # noqa: BLE001  (a replay that fails: the Pyro program itself, from now on)
+            return self._fall_back(f"a replay failed ({type(e).__name__}: {_first_line(e)})", x, mask, beta)
         self.traced = True
-        return graph(list(state.values()), x, mask, beta)
+        return loss
+
+    def _key(self, state: dict, x: torch.Tensor, mask: Optional[torch.Tensor]) -> tuple:
+        """Everything that changes the recorded graph: the inputs' shapes, dtypes and devices, the
+        parameters' and buffers' names, shapes, dtypes and devices, and the Python side of the program
+        (each module's class, mode, hooks and plain attributes, such as a likelihood's minimum scale,
+        and the objective's settings; not the beta schedule, whose value is an input of the graph)."""
+        return (
+            _signature(x),
+            None if mask is None else _signature(mask),
+            tuple((name, _signature(t)) for name, t in state.items()),
+            tuple((name, type(m), _settings(m)) for name, m in self.vae.named_modules()),
+            _settings(self.objective),
+        )
 
     # ---- internals ----------------------------------------------------------------------------
     def _state(self) -> dict:
@@ -116,12 +131,18 @@ class TracedLoss:
         def loss(tensors, x, mask, beta):
             return torch.func.functional_call(self.module, dict(zip(names, tensors)), (x, mask, beta))
 
-        with pyro.validation_enabled(False):
-            graph = make_fx(loss, tracing_mode="fake")(list(state.values()), x, mask, beta)
+        tables = [(m, dict(m._parameters), dict(m._buffers)) for m in self.vae.modules()]
+        try:
+            with pyro.validation_enabled(False):
+                graph = make_fx(loss, tracing_mode="fake")(list(state.values()), x, mask, beta)
+        finally:  # a module reached by two paths (a VampPrior's encoder) may keep the fakes swapped in
+            for module, params, buffers in tables:
+                module._parameters.update(params)
+                module._buffers.update(buffers)
         _simplify(graph)
         return graph
 
-    def _first_step(self, key, state, x, mask, beta) -> torch.Tensor:
+    def _first_step(self, state, x, mask, beta) -> torch.Tensor:
         """Record; run the Pyro program and the graph from the current random state and compare them;
         then compute this step's loss (from that same random state) by the graph if they agreed."""
         if len(self.graphs) >= MAX_SIGNATURES:
@@ -131,22 +152,30 @@ class TracedLoss:
             if self.mode == "compile":
                 graph = _compile(graph, list(state.values()), x, mask, beta)
         except Exception as e:  # noqa: BLE001  (any failure to trace means: run the Pyro program itself)
-            detail = (str(e).strip().splitlines() or [""])[0][:200]
+            detail = _first_line(e)
             if "DataDependent" in type(e).__name__:
                 detail = "Python code branches on a tensor's value, e.g. `if x.sum() > 0`"
             return self._give_up(f"the program could not be traced ({type(e).__name__}: {detail})", x, mask, beta)
+        state = self._state()  # the program may have made state while it was recorded (a flow's lazy parameters)
         with torch.random.fork_rng(devices=_rng_devices(x)):
             eager = self.objective.loss_at(self.vae, x, mask, beta)
-        with torch.random.fork_rng(devices=_rng_devices(x)):
-            check = graph(list(state.values()), x, mask, beta)
-        problem = _compare(eager, check, [t for t in state.values() if t.requires_grad])
+        try:
+            with torch.random.fork_rng(devices=_rng_devices(x)):
+                check = graph(list(state.values()), x, mask, beta)
+            problem = _compare(eager, check, [t for t in state.values() if t.requires_grad])
+        except Exception as e:  # noqa: BLE001  (the check itself failed: the graph cannot stand for the program)
+            problem = f"its replay raised {type(e).__name__}: {_first_line(e)}"
         if problem:
-            self.reason = f"the traced step differs from the Pyro program ({problem})"
-            self._warn()
-            return self.objective.loss_at(self.vae, x, mask, beta)
-        self.graphs[key] = graph
+            return self._fall_back(f"the traced step differs from the Pyro program ({problem})", x, mask, beta)
+        self.graphs[self._key(state, x, mask)] = graph  # keyed as the program now stands
         self.traced = True
         return graph(list(state.values()), x, mask, beta)
+
+    def _fall_back(self, reason: str, x, mask, beta) -> torch.Tensor:
+        """A recorded graph that does not stand for the program: say so once, run the program from now on."""
+        self.reason, self.traced, self.graphs = reason, False, {}
+        warnings.warn(f"ppl-vae: training runs the Pyro program eagerly from now on (slower): {reason}", stacklevel=3)
+        return self.objective.loss_at(self.vae, x, mask, beta)
 
     def _give_up(self, reason: str, x, mask, beta) -> torch.Tensor:
         self.reason, self.traced = reason, False
@@ -156,6 +185,56 @@ class TracedLoss:
     def _warn(self) -> None:
         if self.mode is True or self.mode == "compile":
             warnings.warn(f"ppl-vae: training runs the Pyro program eagerly (slower): {self.reason}", stacklevel=3)
+
+
+_PLAIN = (bool, int, str, type(None), torch.dtype, torch.device)
+_EXACT = frozenset({bool, int, str, type(None)})
+_SKIP = frozenset({"_parameters", "_buffers", "_modules", "_ppl_vae_recipe"})  # covered elsewhere in the key
+_COVERED = (nn.Module, torch.Tensor, ConstantBeta)  # by the rest of the key; a beta schedule's value is an input
+
+
+def _signature(t: torch.Tensor) -> tuple:
+    return tuple(t.shape), t.dtype, t.device, t.requires_grad
+
+
+def _settings(obj: Any, depth: int = 0) -> tuple:
+    """The Python-side settings of a module or objective that a recorded graph bakes in: its plain
+    attributes (numbers by their exact value), the keys of its hook tables, the classes and settings of
+    plain objects it holds (one level down). Modules and tensors are covered by the rest of the key."""
+    out = []
+    for name, value in vars(obj).items():
+        kind = type(value)
+        if kind in _EXACT:
+            out.append((name, value))
+        elif kind is dict or kind is OrderedDict:
+            if value and name not in _SKIP:  # empty hook tables (the usual case) cost nothing
+                out.append((name, _value(value, depth)))
+        elif not isinstance(value, _COVERED):
+            out.append((name, _value(value, depth)))
+    return tuple(out)
+
+
+def _value(value: Any, depth: int) -> Any:
+    if isinstance(value, float):
+        return float.hex(value)  # exact, and NaN equals itself
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, (tuple, list, frozenset, set)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return type(value).__name__, tuple(_value(v, depth) for v in items)
+    if isinstance(value, dict):  # hook tables and option dicts: their keys and plain values
+        return tuple(
+            (repr(k), _value(v, depth) if isinstance(v, (float, *_PLAIN)) else type(v).__qualname__) for k, v in value.items()
+        )
+    if callable(value) and not hasattr(value, "__dict__"):
+        return getattr(value, "__qualname__", type(value).__qualname__)
+    if depth == 0 and hasattr(value, "__dict__") and not isinstance(value, type):
+        return type(value).__qualname__, _settings(value, depth + 1)
+    return getattr(value, "__qualname__", type(value).__qualname__)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [""])[0][:200]
 
 
 def _compare(eager: torch.Tensor, replay: torch.Tensor, params) -> str:
