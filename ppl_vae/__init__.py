@@ -7,6 +7,10 @@ kind under its name (``ppl_vae.registry``). The layers, from the bottom: ``regis
 """
 
 from ppl_vae import components, kinds, objectives  # noqa: F401  (registrations)
+from ppl_vae.apps.compression import compress, decompress
+from ppl_vae.apps.anomaly import anomaly_scores
+from ppl_vae.apps.impute import impute, impute_multiple
+from ppl_vae.apps.synthesize import synthesize
 from ppl_vae.config import Config
 from ppl_vae.evaluation import evaluate, iwae_log_likelihood
 from ppl_vae.kinds import VAE, ConditionalVAE, SemiSupervisedVAE
@@ -18,6 +22,12 @@ __all__ = [
     "VAE",
     "ConditionalVAE",
     "SemiSupervisedVAE",
+    "compress",
+    "decompress",
+    "anomaly_scores",
+    "impute",
+    "impute_multiple",
+    "synthesize",
     "Config",
     "ConfigError",
     "evaluate",

@@ -40,6 +40,8 @@ PREPROCESS = ("scale", "binarize", "binarize-fixed", "threshold", "levels", "squ
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 # Upper bounds catch typos (an extra zero or three) before they cost hours or all the memory.
 MAX_LATENT, MAX_EPOCHS, MAX_BATCH, MAX_SAMPLES = 4096, 1_000_000, 1_048_576, 10_000_000
+# Top-level recipe tables that belong to a tool rather than to a run (``[tune]``: ``ppl_vae.runs.tune``).
+TOOL_TABLES = ("tune",)
 
 
 @dataclass
@@ -53,6 +55,7 @@ class DataConfig:
     columns: List[str] = field(default_factory=list)  # CSV column types; [] = inferred
     labels: int = setting(0, count_or_all(what="0 = no labelled subset"))  # semi-supervised: size of the labelled subset
     seed: int = setting(0, seed())
+    options: Dict[str, Any] = field(default_factory=dict)  # the source's own settings (e.g. text: vocab_size, max_tokens)
 
 
 @dataclass
@@ -78,6 +81,10 @@ class TrainConfig:
     clip_grad: float = setting(0.0, nonnegative_float(note="the largest gradient norm; 0 = no clipping"))
     trace: bool = True  # replay the Pyro program's loss from a recorded graph where that is exact (ppl_vae.training.tracing)
     compile: bool = False  # also compile that graph with torch.compile (seconds per batch shape; CPU needs a C++ compiler)
+    patience: int = setting(0, count_or_all(what="epochs without a better validation ELBO before stopping; 0 = never stop early"))
+    min_delta: float = setting(0.0, nonnegative_float(note="the least rise of the validation ELBO (nats) that counts as better"))
+    lr_schedule: Dict[str, Any] = field(default_factory=dict)  # a torch LR scheduler: {name = "cosine"}, ...; {} = constant
+    evaluate: str = setting("last", Rule(str, choices=("last", "best")))  # the test report of the last or the best epoch
 
 
 @dataclass
@@ -103,6 +110,8 @@ class Config:
     def from_dict(cls, raw: dict, source: str = "config") -> "Config":
         cfg = cls()
         for key, value in raw.items():
+            if key in TOOL_TABLES:  # read (and checked) by the tool that owns it, not part of a run's config
+                continue
             _assign(cfg, [key], value, source)
         return cfg
 

@@ -242,3 +242,26 @@ def test_predictive_statistics_of_images():
     s = image_statistics(x, 1)
     assert s["mean_intensity"].tolist() == pytest.approx([0.55, 0.6])
     assert s["active_fraction"].tolist() == pytest.approx([0.5, 1.0])
+
+
+def test_the_nuts_figure_shows_the_dimensions_where_guide_and_nuts_disagree_most():
+    import numpy as np
+    import pyro.distributions as dist
+
+    from ppl_vae.diagnostics.figures import disagreement, nuts_figure
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(4000, 9))
+    guide = reference[rng.permutation(4000)].copy()
+    guide[:, 7] += 2.0  # the guide is off by 2 sd in z7, by 1 sd in z2
+    guide[:, 2] += 1.0
+    gaps = disagreement(reference, guide)
+    assert list(np.argsort(-gaps)[:2]) == [7, 2] and abs(gaps[7] - 2.0) < 0.1 and gaps[0] < 0.1
+
+    class Guide:
+        def encode(self, x, mask):
+            return dist.Normal(torch.as_tensor(guide.mean(0), dtype=torch.float32), 1.0).to_event(1)
+
+    fig = nuts_figure(Guide(), torch.zeros(1, 4), None, reference[None], index=0, max_dims=3)
+    assert [ax.get_title().split(":")[0] for ax in fig.axes] == ["z7", "z2", fig.axes[2].get_title().split(":")[0]]
+    assert fig.axes[2].get_title().split(":")[0] not in ("z7", "z2")

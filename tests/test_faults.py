@@ -141,12 +141,12 @@ def test_of_two_runs_started_into_one_folder_exactly_one_proceeds(tmp_path):
 
 def test_the_claim_is_exclusive_while_a_process_holds_it(tmp_path):
     from ppl_vae.registry import ConfigError
-    from ppl_vae.runs.rundir import _claim, _make_run_dir
+    from ppl_vae.runs.rundir import _make_run_dir, claim
 
     held = _make_run_dir(tmp_path / "run")
     try:
         with pytest.raises(ConfigError, match="another ppl-vae process is using"):
-            _claim(tmp_path / "run")
+            claim(tmp_path / "run")
     finally:
         held.close()
-    _claim(tmp_path / "run").close()  # free again once released
+    claim(tmp_path / "run").close()  # free again once released

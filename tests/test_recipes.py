@@ -17,6 +17,7 @@ Once, on the default recipe: ``kill -9`` in the middle of an epoch, then ``--res
 from the last checkpoint and finishes with finite metrics and a continuous history.
 """
 
+import importlib.util
 import json
 import math
 import os
@@ -30,6 +31,7 @@ import pytest
 import torch
 
 from ppl_vae.data.sources import FASHION_MNIST_DIR
+from ppl_vae.data.text import FORTUNES_DIR
 from ppl_vae.runs import CHECKPOINT, DEFAULT_RECIPE, HISTORY, METRICS, load_config, recipe_names
 from ppl_vae.training.checkpoint import load_checkpoint
 
@@ -38,7 +40,9 @@ from .recipe_worker import EPOCHS, HALF
 REPO = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().with_name("recipe_worker.py")
 RECIPES = recipe_names()
-NEEDS_FILES = {"fashion-mnist": FASHION_MNIST_DIR}  # data sources read from a default directory when data.path is unset
+# data sources read from a default directory when data.path is unset
+NEEDS_FILES = {"fashion-mnist": FASHION_MNIST_DIR, "text": FORTUNES_DIR}
+NEEDS_MODULES = {"chorales": "music21"}  # data sources read from an optional package
 TIMEOUT = 900
 
 
@@ -47,7 +51,11 @@ def missing_data(recipe: str):
     data = load_config(recipe).data
     directory = NEEDS_FILES.get(data.name)
     if directory and not data.path and not Path(directory).is_dir():
-        return f"{recipe}: {data.name} not found in {directory} (apt-get install -y dataset-fashion-mnist)"
+        package = {"text": "fortunes"}.get(data.name, "dataset-fashion-mnist")
+        return f"{recipe}: {data.name} not found in {directory} (apt-get install -y {package})"
+    module = NEEDS_MODULES.get(data.name)
+    if module and importlib.util.find_spec(module) is None:
+        return f"{recipe}: {data.name} needs the Python package {module} (pip install {module})"
     return None
 
 

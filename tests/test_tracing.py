@@ -263,7 +263,7 @@ def test_a_failing_replay_falls_back_to_the_pyro_program_with_one_warning():
 def test_a_verification_replay_that_raises_is_caught(monkeypatch):
     vae = VAE((12,), 3, hidden=(8,))
     traced = TracedLoss(vae, ELBOObjective())
-    monkeypatch.setattr(traced, "_record", lambda *args: (lambda *a: (_ for _ in ()).throw(ValueError("bad graph"))))
+    monkeypatch.setattr(traced, "_record", lambda *args: lambda *a: (_ for _ in ()).throw(ValueError("bad graph")))
     with pyro.validation_enabled(False), pytest.warns(UserWarning, match="its replay raised ValueError: bad graph"):
         loss = traced(X, None, step=0)
     assert torch.isfinite(loss) and not traced.traced and not traced.graphs

@@ -18,6 +18,8 @@ EXECUTED = [
     "05-disentanglement",
     "06-can-i-trust-my-encoder",
     "07-applications",
+    "08-sentences",
+    "09-music",
 ]
 
 

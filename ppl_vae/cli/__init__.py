@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
         help="override a config value, e.g. --set train.epochs=5 (repeatable)",
     )
     t.add_argument("--seed", type=_number(seed()), default=None, help="the same as --set train.seed=N")
+    t.add_argument(
+        "--data",
+        metavar="PATH",
+        default=None,
+        help="train on this file or folder: .csv (a table), .npy/.npz (an array), a folder of images, .txt (text); "
+        "sets data.name, data.path and clears the recipe's data.options (--set data.* still applies after it)",
+    )
     t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its last checkpoint")
     t.add_argument(
         "--dry-run",
@@ -74,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
         help="evaluate on the first N test data (0 = all; default: the run's eval.n_test)",
     )
     e.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    e.add_argument(
+        "--checkpoint",
+        choices=["last", "best"],
+        default="last",
+        help="the model of the last epoch (default) or of the best validation ELBO",
+    )
     e.add_argument(
         "--disentanglement",
         action="store_true",
@@ -148,12 +161,18 @@ def _table(report: dict) -> str:
         rows.append(("accuracy of q(y|x)", f"{report['accuracy']:.4f}"))
     if "baseline_accuracy" in report:
         rows.append((f"supervised-only baseline ({report['labels']} labels)", f"{report['baseline_accuracy']:.4f}"))
-    rows += [
-        ("ELBO (nats)", f"{report['elbo']:.3f} ± {report['elbo_se']:.3f}"),
-        (f"{px}, K={report['iwae_samples']}", f"{report['log_px']:.3f} ± {report['log_px_se']:.3f}"),
-        (f"gap {px} - ELBO", f"{report['gap']:.3f}"),
-        ("bits/dim", f"{report['bits_per_dim']:.4f}"),
-    ]
+    if "elbo" in report:  # a model without latent variables (the sequence kind rnn) reports its exact log p(x) only
+        rows.append(("ELBO (nats)", f"{report['elbo']:.3f} ± {report['elbo_se']:.3f}"))
+    rows.append((f"{px}, K={report['iwae_samples']}", f"{report['log_px']:.3f} ± {report['log_px_se']:.3f}"))
+    if "gap" in report:
+        rows.append((f"gap {px} - ELBO", f"{report['gap']:.3f}"))
+    if "nll_per_step" in report:  # sequence kinds: nats per time step over all test steps
+        rows.append((f"NLL per time step ({report['steps']} steps)", f"{report['nll_per_step']:.3f}"))
+    if "bits_per_dim" in report:  # kinds of text or sequences report per-token figures instead
+        rows.append(("bits/dim", f"{report['bits_per_dim']:.4f}"))
+    if "perplexity" in report:
+        rows += [("perplexity per token", f"{report['perplexity']:.2f}"), ("KL (nats)", f"{report['kl']:.3f}")]
+        rows += [("active units", f"{report['active_units']}"), ("I(x; z) (nats)", f"{report['mutual_information']:.3f}")]
     if "mse" in report:
         rows += [("reconstruction MSE", f"{report['mse']:.5f}"), ("active units", f"{report['active_units']}")]
     if "seconds_per_epoch" in report:
@@ -166,6 +185,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ppl_vae.runs import CHECKPOINT, CONFIG, DEFAULT_RECIPE, load_config, prepare, train_run
 
     overrides = list(args.overrides) + ([f"train.seed={args.seed}"] if args.seed is not None else [])
+    if args.data:
+        from ppl_vae.data import source_for_path
+
+        overrides = [f"data.name={source_for_path(args.data)}", f"data.path={json.dumps(args.data)}", "data.options={}"] + overrides
     if args.resume:
         run = Path(args.resume)
         if not (run / CONFIG).is_file():
@@ -243,7 +266,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(r, indent=2) if args.json else _metrics_table(r))
         return 0
 
-    report = evaluate_run(args.run_dir, args.iwae_samples, args.n_test, progress=not args.json)
+    report = evaluate_run(args.run_dir, args.iwae_samples, args.n_test, progress=not args.json, checkpoint=args.checkpoint)
     print(json.dumps(report, indent=2) if args.json else _table(report))
     return 0
 
@@ -251,7 +274,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_sample(args: argparse.Namespace) -> int:
     from ppl_vae.runs import sample_run
 
-    print(sample_run(args.run_dir, args.n, args.out, args.seed))
+    out = sample_run(args.run_dir, args.n, args.out, args.seed)
+    if out.suffix == ".txt":  # kinds whose data are text write lines: show them too
+        print(out.read_text(encoding="utf-8"), end="")
+    print(out)
     return 0
 
 

@@ -9,5 +9,6 @@ Importing this package registers every component under its short name (``ppl_vae
 """
 
 from ppl_vae.components import guides, likelihoods, networks, priors, tabular  # noqa: F401  (registrations)
+from ppl_vae.components import discretized  # noqa: F401  (registers the discretized logistic likelihood)
 
-__all__ = ["guides", "likelihoods", "networks", "priors", "tabular"]
+__all__ = ["discretized", "guides", "likelihoods", "networks", "priors", "tabular"]

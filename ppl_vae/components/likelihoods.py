@@ -88,6 +88,9 @@ class Likelihood(nn.Module):
     def in_support(self, x: torch.Tensor) -> torch.Tensor:
         return torch.ones_like(x, dtype=torch.bool)
 
+    def init_from_data(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> None:
+        """Start learned parameters from the training data (called by ``fit`` on a model's first step); default: nothing."""
+
     def fill_missing(self, x: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         """Replace unobserved entries by a value in the support (NaN there would poison gradients)."""
         if mask is None:
@@ -186,6 +189,27 @@ class _LocScaleLikelihood(Likelihood):
         elif isinstance(self.scale_mode, (int, float)):
             self.register_buffer("fixed_scale", torch.tensor(float(self.scale_mode)))
 
+    @torch.no_grad()
+    def init_from_data(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> None:
+        """A learned scale ('shared' or 'feature') that still holds its initial value starts at the data's
+        spread (``spread``: the scale that fits the data best about their centre), not at 1, which is far
+        too wide for data in [0, 1]. Entries that never vary get a floor of 1% of the overall spread."""
+        log_scale = getattr(self, "log_scale", None)
+        if log_scale is None or bool(log_scale.ne(0).any()):  # fixed, predicted, or already trained
+            return
+        observed = torch.ones_like(x, dtype=torch.bool) if mask is None else mask.bool().expand_as(x)
+        values = torch.where(observed, x, torch.nan)
+        overall = self.spread(values.flatten()[None]).squeeze(0)
+        per = overall if self.scale_mode == "shared" else self.spread(values.flatten(1).T).reshape(self.data_shape)
+        floor = torch.clamp(0.01 * overall, min=2 * self.min_scale)
+        target = torch.nan_to_num(per, nan=float(floor)).clamp(min=floor)
+        log_scale.copy_((target - self.min_scale).log().to(log_scale.dtype).expand_as(log_scale))
+
+    def spread(self, values: torch.Tensor) -> torch.Tensor:
+        """Per row of ``values`` (NaN = missing): the maximum-likelihood scale about the centre (Normal: the SD)."""
+        centre = values.nanmean(-1, keepdim=True)
+        return (values - centre).pow(2).nanmean(-1).sqrt()
+
     def scale(self, params: list) -> torch.Tensor:
         if self.scale_mode == "decoder":
             return F.softplus(params[1]) + self.min_scale
@@ -213,6 +237,11 @@ class LaplaceLikelihood(_LocScaleLikelihood):
 
     family = dist.Laplace
 
+    def spread(self, values: torch.Tensor) -> torch.Tensor:
+        """The Laplace scale's maximum-likelihood estimate: the mean absolute deviation from the median."""
+        centre = values.nanmedian(-1, keepdim=True).values
+        return (values - centre).abs().nanmean(-1)
+
 
 @LIKELIHOODS.register("student-t")
 class StudentTLikelihood(_LocScaleLikelihood):
@@ -221,6 +250,11 @@ class StudentTLikelihood(_LocScaleLikelihood):
     def __init__(self, df: float = 3.0, scale: Union[str, float] = "feature", min_scale: float = 1e-3) -> None:
         super().__init__(scale=scale, min_scale=min_scale)
         self.df = float(df)
+
+    def spread(self, values: torch.Tensor) -> torch.Tensor:
+        """The Student-t scale whose variance matches the data's (df > 2), else the Normal one."""
+        sd = super().spread(values)
+        return sd * math.sqrt((self.df - 2) / self.df) if self.df > 2 else sd
 
     def elementwise(self, params: list) -> dist.TorchDistribution:
         loc = params[0]

@@ -1,7 +1,9 @@
 """A composite likelihood for tables: each column gets its own family.
 
 Columns are described by strings: ``"numeric"`` (Normal, mean and scale from the decoder),
-``"binary"`` (Bernoulli), ``"categorical:K"`` (K categories coded 0..K-1). The datum is a row
+``"binary"`` (Bernoulli), ``"categorical:K"`` (K categories coded 0..K-1), ``"gmm:K"`` (a K-component
+Gaussian mixture whose weights, means and scales all come from the decoder: a numeric column with
+several modes, the per-column mixture of CTGAN/TVAE's mode-specific normalisation). The datum is a row
 of floats of shape ``(n_columns,)``; the decoder returns the concatenated parameters of all
 columns (``sum of per-column sizes`` values).
 """
@@ -18,6 +20,10 @@ from torch.distributions import constraints
 from ppl_vae.components.likelihoods import DataSupportError, Likelihood, is_integer
 from ppl_vae.registry import LIKELIHOODS, ConfigError
 
+# The smallest scale of a mixture component, in the column's standard deviations: a continuous density on a
+# column with few distinct values (ages in 5-year steps) would otherwise collapse onto them without bound.
+GMM_MIN_SCALE = 0.05
+
 
 def parse_column(spec: str) -> Tuple[str, int, int]:
     """'numeric' -> ('numeric', 2 params); 'binary' -> ('binary', 1); 'categorical:K' -> ('categorical', K)."""
@@ -28,7 +34,9 @@ def parse_column(spec: str) -> Tuple[str, int, int]:
         return kind, 1, 0
     if kind == "categorical" and k.isdigit() and int(k) >= 2:
         return kind, int(k), int(k)
-    raise ConfigError(f"bad column type '{spec}': use 'numeric', 'binary' or 'categorical:K' with K >= 2")
+    if kind == "gmm" and k.isdigit() and int(k) >= 1:
+        return kind, 3 * int(k), int(k)
+    raise ConfigError(f"bad column type '{spec}': use 'numeric', 'binary', 'categorical:K' with K >= 2 or 'gmm:K' with K >= 1")
 
 
 class ColumnwiseDistribution(dist.TorchDistribution):
@@ -95,6 +103,15 @@ class TabularLikelihood(Likelihood):
                 parts.append(dist.Normal(p[..., 0], F.softplus(p[..., 1]) + 1e-3, validate_args=False))
             elif kind == "binary":
                 parts.append(dist.Bernoulli(logits=p[..., 0], validate_args=False))
+            elif kind == "gmm":
+                logits, loc, scale = p.chunk(3, dim=-1)
+                parts.append(
+                    dist.MixtureSameFamily(
+                        dist.Categorical(logits=logits, validate_args=False),
+                        dist.Normal(loc, F.softplus(scale) + GMM_MIN_SCALE, validate_args=False),
+                        validate_args=False,
+                    )
+                )
             else:
                 parts.append(dist.Categorical(logits=p, validate_args=False))
         return ColumnwiseDistribution(parts, [k for k, _, _ in self.columns])

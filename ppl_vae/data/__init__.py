@@ -18,6 +18,11 @@ from ppl_vae.registry import DATASETS, ConfigError
 from ppl_vae.data.base import ArrayDataset, as_dataset  # noqa: F401
 from ppl_vae.data.labelled import balanced_labelled_split
 from ppl_vae.data.sources import Raw  # noqa: F401  (registers the sources)
+from ppl_vae.data import text as _text  # noqa: F401  (registers the text source)
+from ppl_vae.data import sequences  # noqa: F401  (registers the sequence sources)
+from ppl_vae.data import tables  # noqa: F401  (registers the table source)
+from ppl_vae.data import images  # noqa: F401  (registers the image-folder source)
+from ppl_vae.data.paths import source_for_path  # noqa: F401
 from ppl_vae.data.spec import DataSpec
 
 if TYPE_CHECKING:
@@ -85,7 +90,9 @@ def load_data(cfg: DataConfig) -> Splits:
         raise ConfigError(f"unknown data.preprocess '{cfg.preprocess}'; choose one of: {', '.join(PREPROCESS)}")
     if not 0 <= cfg.val_fraction < 1:
         raise ConfigError(f"data.val_fraction must be in [0, 1), got {cfg.val_fraction}")
-    raw = DATASETS.get(cfg.name)(path=cfg.path, columns=cfg.columns, limit=cfg.limit)
+    args = {"path": cfg.path, "columns": cfg.columns, "limit": cfg.limit}
+    # data.options: the source's own keyword arguments (checked by name and rule: one-line errors)
+    raw = DATASETS.build_at("data.options", cfg.name, {**args, **cfg.options}) if cfg.options else DATASETS.get(cfg.name)(**args)
     x, y = raw.train_x, raw.train_y
     if raw.test_x is None:  # the source has no test split: hold out 20%
         keep, test = _split_indices(len(x), 0.2, cfg.seed)
@@ -109,10 +116,11 @@ def load_data(cfg: DataConfig) -> Splits:
         if name == "val" and len(px) == 0:
             out[name] = None
             continue
-        mask = ~np.isnan(px) if meta.get("tabular") and np.isnan(px).any() else None
+        mask = ~np.isnan(px) if (meta.get("tabular") or meta.get("padded")) and np.isnan(px).any() else None
         px = _preprocess(px, raw, cfg.preprocess, stats)
         if cfg.flatten and px.ndim > 2:
             px = px.reshape(len(px), -1)
+            mask = None if mask is None else mask.reshape(len(px), -1)
         ds = ArrayDataset(
             torch.from_numpy(np.ascontiguousarray(px, dtype=np.float32)),
             None if py is None else torch.from_numpy(py),
@@ -125,6 +133,7 @@ def load_data(cfg: DataConfig) -> Splits:
             ds.binarize = True
         out[name] = ds
     if raw.max_level:
+        meta["max_level"] = raw.max_level  # read new data the same way (ppl_vae.apps.anomaly)
         meta["bin_width"] = {"scale": 1 / raw.max_level, "squeeze": 1 / (raw.max_level + 1)}.get(cfg.preprocess, 1.0)
     meta["standardize"] = {k: v.tolist() for k, v in stats.items()}
     labelled = None

@@ -84,16 +84,27 @@ def ppc_figure(idata: InferenceData, names: Sequence[str]) -> Figure:
 
 
 @torch.no_grad()
+def disagreement(reference: np.ndarray, guide: np.ndarray) -> np.ndarray:
+    """Per latent dimension: the 1-Wasserstein distance between the NUTS and the guide marginals, in
+    units of the NUTS marginal's standard deviation (0 when they agree; about |shift| / sd for a shift)."""
+    from scipy.stats import wasserstein_distance
+
+    sd = reference.std(0) + 1e-12
+    return np.array([wasserstein_distance(reference[:, d], guide[:, d]) / sd[d] for d in range(reference.shape[1])])
+
+
 def nuts_figure(vae: Any, x: torch.Tensor, mask: Optional[torch.Tensor], draws: np.ndarray, index: int, max_dims: int = 6) -> Figure:
-    """Marginals of p(z_d | x) from NUTS (histogram) against the guide's q(z_d | x) (line)."""
-    dims = min(draws.shape[-1], max_dims)
+    """Marginals of p(z_d | x) from NUTS (histogram) against the guide's q(z_d | x) (line), for the
+    ``max_dims`` latent dimensions where the two disagree most (``disagreement``), worst first."""
     ref = draws.reshape(-1, draws.shape[-1])
     q = vae.encode(x, mask).sample((4000,)).reshape(4000, -1).cpu().numpy()
-    fig, axes = plt.subplots(1, dims, figsize=(2.4 * dims, 2.2), squeeze=False)
-    for d, ax in enumerate(axes[0]):
+    gaps = disagreement(ref, q)
+    order = np.argsort(-gaps, kind="stable")[: min(draws.shape[-1], max_dims)]
+    fig, axes = plt.subplots(1, len(order), figsize=(2.4 * len(order), 2.2), squeeze=False)
+    for d, ax in zip(order, axes[0]):
         ax.hist(ref[:, d], bins=40, density=True, color="0.75", label="NUTS")
         ax.hist(q[:, d], bins=40, density=True, histtype="step", color="C0", linewidth=1.5, label="guide")
-        ax.set_title(f"z{d}", fontsize=8)
+        ax.set_title(f"z{d}: W1/sd = {gaps[d]:.2f}", fontsize=8)
         ax.set_yticks([])
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"datum #{index}: p(z | x) by NUTS vs the amortized guide", fontsize=9)

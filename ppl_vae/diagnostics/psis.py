@@ -91,7 +91,7 @@ def importance_diagnostics(
     data = as_dataset(data).to(model_device(vae))
     vae.eval()
     rows = []
-    bar = tqdm(total=len(data), disable=not progress, desc=f"importance, S={num_samples}", unit="datum", leave=False)
+    bar = tqdm(total=len(data), disable=None if progress else True, desc=f"importance, S={num_samples}", unit="datum", leave=False)
     for xb, mb in data.batches(batch_size, shuffle=False):
         log_w = torch.cat(list(per_datum_log_weights(vae, xb, mb, num_samples, max_elements)), 0)
         rows.append(log_w.T.double().cpu())

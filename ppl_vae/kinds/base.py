@@ -31,6 +31,8 @@ CAPABILITIES: Dict[str, str] = {
     "compare": "be compared by held-out log p(x) (ppl-vae compare)",
     "disentanglement": "be scored with disentanglement metrics (ppl-vae evaluate --disentanglement)",
     "compress": "compress data losslessly with bits-back coding (ppl-vae compress)",
+    "anomaly": "score data as anomalous by their likelihood (ppl-vae anomaly)",
+    "synthesize": "generate synthetic rows of a table (ppl-vae synthesize)",
 }
 
 

@@ -43,9 +43,12 @@ class VAE(nn.Module):
     Args:
         data_shape: shape of one datum, e.g. ``(784,)`` or ``(1, 28, 28)``.
         latent_dim: size of z.
-        prior, likelihood: objects, registered names, or (prior) a distribution; defaults N(0, I) and Bernoulli.
-        encoder, decoder: ``nn.Module``s meeting the contract in ``ppl_vae.components.networks``; default MLPs with ``hidden``.
+        prior: a prior object, a registered name, or a distribution (default N(0, I)).
+        likelihood: a likelihood object or a registered name (default Bernoulli).
+        encoder: an ``nn.Module`` meeting the contract in ``ppl_vae.components.networks`` (default an MLP with ``hidden``).
+        decoder: the same for the decoder (default an MLP with ``hidden`` reversed).
         posterior: "diagonal" (default), "iaf", or a module mapping (loc, scale) to a distribution.
+        hidden: the layer sizes of the default MLPs.
     """
 
     def __init__(
@@ -140,7 +143,9 @@ class VAEKind(ModelKind):
 
     name = "vae"
     description = "p(z) p(x | z) with an amortized q(z | x)"
-    capabilities = frozenset({"sample", "reconstruct", "impute", "diagnose", "compare", "disentanglement", "compress"})
+    capabilities = frozenset(
+        {"sample", "reconstruct", "impute", "diagnose", "compare", "disentanglement", "compress", "anomaly", "synthesize"}
+    )
     objectives = ("elbo", "meanfield", "iwae", "capacity", "beta-tcvae", "factor-vae", "dip-vae")
     module_type = VAE
 

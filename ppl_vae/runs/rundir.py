@@ -40,8 +40,11 @@ from ppl_vae.training.checkpoint import (
     set_rng_state,
 )
 from ppl_vae.training.fit import TrainState, fit, resolve_device
+from ppl_vae.training.lr_schedules import best_epoch
 
 CHECKPOINT, CONFIG, HISTORY, METRICS = "checkpoint.pt", "config.toml", "history.jsonl", "metrics.json"
+BEST = "best.pt"  # the epoch with the best validation ELBO so far (the same format; ``checkpoint.pt`` is the last)
+CHECKPOINTS = {"last": CHECKPOINT, "best": BEST}
 LOCK = ".lock"  # held (flock) by the process training in the directory
 
 
@@ -73,7 +76,7 @@ def test_subset(data: ArrayDataset, n_test: int) -> ArrayDataset:
     return data if not n_test else data.subset(slice(0, n_test))
 
 
-def _claim(run: Path) -> IO[str]:
+def claim(run: Path) -> IO[str]:
     """An exclusive lock on the run directory (``fcntl.flock`` on ``RUN/.lock``; the system releases it
     when the process ends, even on ``kill -9``), so of two processes started into one folder exactly
     one proceeds."""
@@ -97,7 +100,7 @@ def _make_run_dir(out: Path) -> IO[str]:
         raise ConfigError(refusal)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        lock = _claim(out)
+        lock = claim(out)
     except OSError as err:
         raise ConfigError(f"cannot write to output directory '{out}': {err.strerror or err}") from None
     if not_empty():  # another run claimed it first and has finished or is writing
@@ -155,9 +158,14 @@ def train_run(
         _restore(module, payload, run)
         _same_data(payload.get("data_spec") or {}, splits.spec, run)
         if main:
-            lock = _claim(run)
+            lock = claim(run)
         state = TrainState(
-            payload["epoch"], payload["step"], payload["optimizer"], payload.get("objective") or {}, list(payload["history"])
+            payload["epoch"],
+            payload["step"],
+            payload["optimizer"],
+            payload.get("objective") or {},
+            list(payload["history"]),
+            payload.get("scheduler"),
         )
         if payload.get("rng"):
             set_rng_state(payload["rng"])
@@ -182,6 +190,9 @@ def train_run(
             if main:
                 with interrupts_deferred():  # Ctrl-C lands before or after the pair, never between
                     save_checkpoint(run / CHECKPOINT, model, cfg.to_dict(), st, splits.spec.to_dict())
+                    fresh = False  # from here on the directory holds a run to resume
+                    if best_epoch(st.history, cfg.train.min_delta) == st.epoch:
+                        save_checkpoint(run / BEST, model, cfg.to_dict(), st, splits.spec.to_dict())
                     _write_history(run, st.history)
             fresh = False
             if on_epoch is not None:
@@ -204,6 +215,9 @@ def train_run(
             on_epoch_end=checkpoint,
             clip_grad=t.clip_grad or None,
             trace=("compile" if t.compile else "auto") if t.trace else False,
+            patience=t.patience,
+            min_delta=t.min_delta,
+            lr_schedule=t.lr_schedule or None,
         )
     except BaseException:
         if fresh and main:  # nothing was trained: leave no half-made run directory behind
@@ -221,9 +235,16 @@ def train_run(
 def _finish(
     cfg: Config, run: Path, kind: ModelKind, splits: Splits, module: nn.Module, state: TrainState, progress: bool, figures: bool
 ) -> dict:
-    """Evaluate a trained run, write its metrics and figures; returns the metrics."""
+    """Evaluate a trained run (its last epoch, or its best with ``train.evaluate = "best"``), write its
+    metrics and figures; returns the metrics."""
+    best = best_epoch(state.history, cfg.train.min_delta)
+    if cfg.train.evaluate == "best" and best is not None and best != state.epoch:
+        _restore(module, load_checkpoint(run / BEST), run)
     metrics = kind.evaluate(module, test_subset(splits.test, cfg.eval.n_test), splits.spec, cfg.eval.iwae_samples, progress=progress)
     metrics["epochs"] = state.epoch
+    metrics["evaluated_epoch"] = best if cfg.train.evaluate == "best" and best is not None else state.epoch
+    if best is not None:
+        metrics["best_epoch"] = best
     metrics["train_seconds"] = round(sum(h["seconds"] for h in state.history), 2)
     metrics["seconds_per_epoch"] = round(metrics["train_seconds"] / max(len(state.history), 1), 3)
     metrics.update(kind.extra_metrics(module, splits, cfg))
@@ -271,12 +292,17 @@ class LoadedRun:
         return part
 
 
-def load_run(run_dir: Union[str, Path], device: str = "auto") -> LoadedRun:
-    """Read the run directory ``run_dir``: returns a ``LoadedRun`` whose ``module`` is the trained model."""
+def load_run(run_dir: Union[str, Path], device: str = "auto", checkpoint: str = "last") -> LoadedRun:
+    """Read the run directory ``run_dir``: returns a ``LoadedRun`` whose ``module`` is the trained model
+    of its ``last`` epoch (``checkpoint.pt``) or of its ``best`` (``best.pt``: the best validation ELBO)."""
     run = Path(run_dir)
     if not run.is_dir():
         raise ConfigError(f"run directory '{run}' not found")
-    payload = load_checkpoint(run / CHECKPOINT)
+    if checkpoint not in CHECKPOINTS:
+        raise ConfigError(f"checkpoint must be one of: {', '.join(CHECKPOINTS)}; got '{checkpoint}'")
+    if checkpoint == "best" and not (run / BEST).is_file():
+        raise ConfigError(f"'{run}' has no best checkpoint ({BEST}): it was trained without a validation split")
+    payload = load_checkpoint(run / CHECKPOINTS[checkpoint])
     if not isinstance(payload.get("config"), dict):
         raise CheckpointError(f"the checkpoint in '{run}' carries no config")
     cfg = Config.from_dict(payload["config"], source=str(run / CHECKPOINT))
@@ -297,17 +323,23 @@ SAMPLE_N = positive_int(4096)  # samples in one figure
 
 
 def evaluate_run(
-    run_dir: Union[str, Path], iwae_samples: Optional[int] = None, n_test: Optional[int] = None, progress: bool = False, seed: int = 0
+    run_dir: Union[str, Path],
+    iwae_samples: Optional[int] = None,
+    n_test: Optional[int] = None,
+    progress: bool = False,
+    seed: int = 0,
+    checkpoint: str = "last",
 ) -> dict:
     """The test report of a run (its kind's ``evaluate``) with K importance samples per datum (default:
     the run's ``eval.iwae_samples``) on the first ``n_test`` test data (default the run's; 0 = all).
-    The importance samples are drawn after ``pyro.set_rng_seed(seed)``: the same call gives the same numbers."""
+    The importance samples are drawn after ``pyro.set_rng_seed(seed)``: the same call gives the same numbers.
+    ``checkpoint``: the ``last`` epoch's model or the ``best`` (by validation ELBO)."""
     rules = dict(iter_rules(EvalConfig))
     if iwae_samples is not None:
         rules["iwae_samples"].check("iwae_samples", iwae_samples)
     if n_test is not None:
         rules["n_test"].check("n_test", n_test)
-    loaded = load_run(run_dir, "auto")
+    loaded = load_run(run_dir, "auto", checkpoint)
     cfg = loaded.config
     data = test_subset(loaded.split("test"), cfg.eval.n_test if n_test is None else n_test)
     pyro.set_rng_seed(seed_rule().check("seed", seed))

@@ -80,12 +80,12 @@ def save(
     return run
 
 
-def load(path: Union[str, Path], device: str = "auto") -> LoadedRun:
+def load(path: Union[str, Path], device: str = "auto", checkpoint: str = "last") -> LoadedRun:
     """Read the run directory ``path`` (from ``ppl-vae train`` or ``save``). Returns a ``LoadedRun``:
     ``.module`` is the trained model (eval mode, on ``device``), ``.config`` the run's ``Config``,
     ``.spec`` its ``DataSpec``, ``.history`` the per-epoch records, ``.splits`` the data (loaded
-    on first use)."""
-    return load_run(path, device)
+    on first use). ``checkpoint``: the ``last`` epoch's model, or the ``best`` by validation ELBO."""
+    return load_run(path, device, checkpoint)
 
 
 def _data_table(data: Union[DataConfig, Dict[str, Any], Config]) -> Dict[str, Any]:

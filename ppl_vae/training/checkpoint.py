@@ -129,6 +129,7 @@ def save_checkpoint(
         "optimizer": None if state is None else state.optimizer,
         "objective": {} if state is None else (state.objective or {}),
         "history": [] if state is None else state.history,
+        "scheduler": None if state is None else getattr(state, "scheduler", None),
         "rng": rng_state(),
         "versions": versions(),
     }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, List, Optional, Union
@@ -26,6 +27,7 @@ from ppl_vae.data.base import ArrayDataset, as_dataset
 from ppl_vae.objectives import Objective, as_objective
 from ppl_vae.registry import ConfigError
 from ppl_vae.schema import iter_rules
+from ppl_vae.training.lr_schedules import make_lr_schedule, should_stop, step_lr_schedule
 from ppl_vae.training.tracing import TracedLoss
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD, "rmsprop": torch.optim.RMSprop}
@@ -45,6 +47,7 @@ class TrainState:
     optimizer: Optional[dict] = None
     objective: Optional[dict] = None
     history: List[dict] = field(default_factory=list)
+    scheduler: Optional[dict] = None  # the learning-rate scheduler's state
 
 
 def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
@@ -109,6 +112,9 @@ def fit(
     on_epoch_end: Optional[Callable[[Any, TrainState], Any]] = None,
     clip_grad: Optional[float] = None,
     trace: Union[str, bool] = "auto",
+    patience: int = 0,
+    min_delta: float = 0.0,
+    lr_schedule: Optional[dict] = None,
 ) -> List[dict]:
     """Train ``vae`` on ``train``; returns the per-epoch history (train loss and validation ELBO per datum).
 
@@ -125,6 +131,14 @@ def fit(
     Raises ``TrainingDiverged`` on a NaN/inf loss, keeping the parameters of the last
     good epoch. Arguments are checked against the config schema's rules (``TrainConfig``): a bad
     value is a one-line ``ConfigError``.
+
+    ``clip_grad`` clips the gradients' total norm (``torch.nn.utils.clip_grad_norm_``); ``lr_schedule``
+    names a torch scheduler stepped once per epoch (``{"name": "cosine"}``, see
+    ``ppl_vae.training.lr_schedules``); ``patience`` > 0 stops when the validation ELBO has not risen by
+    more than ``min_delta`` for that many epochs. Each history record carries the epoch's learning rate.
+    On a model's first step, likelihoods with a learned scale start from the data's spread
+    (``Likelihood.init_from_data``). With ``progress`` and no terminal (a log file, CI), each epoch is
+    one plain line on stderr instead of a progress bar.
     """
     rules = dict(iter_rules(TrainConfig))
     epochs, batch_size, lr, seed = (
@@ -132,6 +146,7 @@ def fit(
     )
     if clip_grad is not None:
         clip_grad = rules["clip_grad"].check("clip_grad", clip_grad)
+    patience, min_delta = rules["patience"].check("patience", patience), rules["min_delta"].check("min_delta", min_delta)
     device = resolve_device(device)
     vae.to(device)
     train = as_dataset(train).to(device)
@@ -142,22 +157,28 @@ def fit(
     objective = as_objective(objective)
     objective.setup(vae, train)
     labels = objective.needs_labels  # batches carry labels (the conditional VAE's objective)
-    opt = make_optimizer(vae.parameters(), optimizer, lr)
     state = state or TrainState()
+    if state.step == 0:
+        vae.likelihood.init_from_data(train.x, train.mask)
+    opt = make_optimizer(vae.parameters(), optimizer, lr)
     if state.optimizer is not None:
         opt.load_state_dict(state.optimizer)
+    schedule = make_lr_schedule(opt, lr_schedule, epochs, val is not None)
+    if schedule is not None and state.scheduler:
+        schedule.load_state_dict(state.scheduler)
     if state.objective:
         objective.load_state_dict(state.objective)
     n = len(train)
     traced = TracedLoss(vae, objective, trace)
     loss_fn = distributed.wrap(vae, traced, device)
     world, shard = distributed.world_size(), distributed.shard()
+    lines = progress and distributed.is_main() and not sys.stderr.isatty()  # a log: one line per epoch
     bar = tqdm(
         total=epochs * n,
         initial=min(state.epoch, epochs) * n,
         unit="img",
         unit_scale=True,
-        disable=not progress or not distributed.is_main(),
+        disable=not progress or lines or not distributed.is_main(),
         desc="train",
         dynamic_ncols=True,
         leave=False,
@@ -165,6 +186,8 @@ def fit(
     generator = torch.Generator(device=device)
     try:
         for epoch in range(state.epoch, epochs):
+            if should_stop(state.history, patience, min_delta):
+                break
             generator.manual_seed(seed + epoch)
             pyro.set_rng_seed(seed + epoch)
             good = copy.deepcopy(vae.state_dict())
@@ -197,18 +220,29 @@ def fit(
                     f"the last good epoch ({epoch}) were kept. Lower the learning rate (train.lr) or check the data."
                 )
             record = {"epoch": epoch + 1, "train_loss": train_loss, "seconds": time.perf_counter() - start, "traced": traced.traced}
+            record["lr"] = opt.param_groups[0]["lr"]
             if val is not None:
                 vae.eval()
                 record["val_elbo"] = mean_eval_loss(vae, objective, val)
             record.update(objective.epoch_stats(vae, val if val is not None else train))
+            step_lr_schedule(schedule, record.get("val_elbo"))
             state.history.append(record)
             state.epoch = epoch + 1
             state.optimizer = opt.state_dict()
             state.objective = objective.state_dict()
+            state.scheduler = schedule.state_dict() if schedule is not None else None
             bar.set_postfix(loss=f"{train_loss:.2f}", **({"val_elbo": f"{record['val_elbo']:.2f}"} if val is not None else {}))
+            if lines:
+                print(_epoch_line(record, epochs), file=sys.stderr, flush=True)
             if on_epoch_end is not None:
                 on_epoch_end(vae, state)
     finally:
         bar.close()
     vae.eval()
     return state.history
+
+
+def _epoch_line(record: dict, epochs: int) -> str:
+    """``epoch 3/20  loss 45.213  val ELBO -44.981  lr 0.001  1.2 s``: the plain line a log gets per epoch."""
+    val = f"  val ELBO {record['val_elbo']:.3f}" if "val_elbo" in record else ""
+    return f"epoch {record['epoch']}/{epochs}  loss {record['train_loss']:.3f}{val}  lr {record['lr']:.3g}  {record['seconds']:.1f} s"
