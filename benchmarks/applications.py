@@ -14,7 +14,9 @@
   digits' 17 grey levels, continuous Bernoulli on Fashion-MNIST scaled to [0, 1].
 * Synthetic tables on Fair: SDMetrics quality against the held-out rows and the DCR ratio (median
   distance of synthetic rows to the closest training row over that of held-out rows), for
-  ``ppl_vae.synthesize``, independent marginals and a Gaussian copula with empirical marginals.
+  ``ppl_vae.synthesize``, independent marginals, a Gaussian copula with empirical marginals and SDV's
+  TVAE (``pip install 'ppl-vae[bench]'``; metadata detected from the same training rows, trained on
+  them for ``--tvae-epochs``; skipped with a note when SDV is not installed).
 
     python benchmarks/applications.py --out benchmarks/applications.md     # about 20 min on 2 busy cores
     python benchmarks/applications.py --parts anomaly --epochs 5            # a quick look
@@ -23,6 +25,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import tempfile
@@ -233,7 +236,27 @@ def gaussian_copula(train: np.ndarray, n: int, rng: np.random.Generator) -> np.n
     return np.stack([np.quantile(c, q, method="inverted_cdf") for c, q in zip(train.T, u.T)], 1)
 
 
-def synthesis(work: Path, epochs: int, seed: int = 0) -> List[Dict[str, Any]]:
+def tvae(train: Any, n: int, epochs: int, seed: int = 0) -> Any:
+    """SDV's TVAESynthesizer (Xu et al., 2019), its metadata detected from ``train``, fitted on it; ``n`` rows."""
+    import warnings
+
+    from sdv.metadata import Metadata
+    from sdv.single_table import TVAESynthesizer
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    with warnings.catch_warnings():  # SDV warns about detected metadata and the CPU
+        warnings.simplefilter("ignore")
+        metadata = Metadata.detect_from_dataframes({"fair": train})
+        model = TVAESynthesizer(metadata, epochs=epochs, enable_gpu=False)
+        t = time.time()
+        model.fit({"fair": train})
+        print(f"  trained SDV TVAE for {epochs} epochs in {time.time() - t:.0f} s", file=sys.stderr)
+        out = model.sample(n)
+    return out["fair"] if isinstance(out, dict) else out  # SDV 2 takes and gives {table name: frame}
+
+
+def synthesis(work: Path, epochs: int, seed: int = 0, tvae_epochs: int = 300) -> List[Dict[str, Any]]:
     from ppl_vae.apps.synthesize import features, features_of_codes, privacy_report, quality_report
     from ppl_vae.apps.tabular import decode_rows
 
@@ -251,6 +274,10 @@ def synthesis(work: Path, epochs: int, seed: int = 0) -> List[Dict[str, Any]]:
         "independent marginals": lambda: decode_rows(np.stack([rng.choice(c, n) for c in train_x.T], 1), schema),
         "Gaussian copula (empirical marginals)": lambda: decode_rows(gaussian_copula(train_x, n, rng), schema),
     }
+    if importlib.util.find_spec("sdv") is None:
+        print("  SDV's TVAE skipped: SDV is not installed (pip install 'ppl-vae[bench]')", file=sys.stderr)
+    else:  # the training rows the VAE saw, as a table in the schema's types
+        candidates[f"SDV TVAE ({tvae_epochs} epochs)"] = lambda: tvae(decode_rows(train_x, schema), n, tvae_epochs, seed)
     rows = []
     for name, make in candidates.items():
         t = time.time()
@@ -299,6 +326,7 @@ def main() -> None:
     p.add_argument("--parts", default="imputation,anomaly,synthesis")
     p.add_argument("--epochs", type=int, default=40, help="training epochs of the table and digits models (Fashion-MNIST: a quarter)")
     p.add_argument("--fmnist-class", type=int, default=0)
+    p.add_argument("--tvae-epochs", type=int, default=300, help="training epochs of SDV's TVAE baseline (300: SDV's default)")
     p.add_argument("--out", help="write the Markdown tables here (and the numbers as JSON beside it)")
     p.add_argument("--work", help="folder for the runs (default: a temporary one)")
     args = p.parse_args()
@@ -315,7 +343,7 @@ def main() -> None:
         results["anomaly"] = anomaly(work, args.epochs, args.fmnist_class)
     if "synthesis" in parts:
         (work / "results.json").write_text(json.dumps(results, indent=2))  # what is done so far
-        results["synthesis"] = synthesis(work, args.epochs)
+        results["synthesis"] = synthesis(work, args.epochs, tvae_epochs=args.tvae_epochs)
     text = markdown(results, "python " + " ".join(sys.argv))
     print(text)
     if args.out:

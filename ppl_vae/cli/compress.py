@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ppl_vae.data.base import load_numpy
 from ppl_vae.registry import ConfigError
 from ppl_vae.schema import Rule
 
@@ -52,10 +53,7 @@ def read_array(path: str) -> np.ndarray:
         raise ConfigError(f"input file '{path}' not found")
     if p.suffix.lower() not in (".npy", ".npz"):
         raise ConfigError(f"input '{path}' must be a .npy or .npz numpy file")
-    try:
-        loaded = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise ConfigError(f"cannot read '{path}' as a numpy file: {err}") from None
+    loaded = load_numpy(path, "input file")
     if isinstance(loaded, np.ndarray):
         return loaded
     keys = list(loaded.keys())

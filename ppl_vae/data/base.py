@@ -9,11 +9,27 @@ seeded generator: no host round trip per step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Iterator, Optional, Protocol, Sequence, Tuple, Union, cast
+from pathlib import Path
+from typing import Any, Iterator, Optional, Protocol, Sequence, Tuple, Union, cast
 
+import numpy as np
 import torch
 
 from ppl_vae.registry import ConfigError
+
+
+def load_numpy(path: str, what: str, hint: str = "", empty_hint: str = "", as_what: str = "a numpy file") -> Any:
+    """``numpy.load(path)`` without pickles (an array, or an ``NpzFile``), with one-line errors naming
+    ``what`` the file is for: missing (then ``hint``), empty (then ``empty_hint``), unreadable."""
+    p = Path(path)
+    if not path or not p.is_file():
+        raise ConfigError(f"{what} '{path}' not found" + (f"; {hint}" if hint else ""))
+    if p.stat().st_size == 0:
+        raise ConfigError(f"{what} '{path}' is empty (0 bytes)" + (f"; {empty_hint}" if empty_hint else ""))
+    try:
+        return np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise ConfigError(f"cannot read '{path}' as {as_what}: {err}") from None
 
 
 class ScoresData(Protocol):

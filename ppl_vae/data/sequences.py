@@ -29,6 +29,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ppl_vae.data.sources import Raw
+from ppl_vae.data.base import load_numpy
 from ppl_vae.registry import DATASETS, ConfigError
 
 LOWEST_KEY, N_KEYS = 21, 88  # piano keys A0..C8 as MIDI numbers 21..108
@@ -70,17 +71,13 @@ def _key_order(key: str) -> Tuple[int, str]:
 
 def read_sequence_file(path: str) -> List[np.ndarray]:
     """The 2-D arrays of a ``.npz`` file, in order; one-line errors for anything else."""
-    p = Path(path)
-    if not path or not p.is_file():
-        raise ConfigError(
-            f"sequence file '{path}' not found; set data.path to a .npz file of T_i x D arrays (numpy.savez(path, *arrays))"
-        )
-    if p.stat().st_size == 0:
-        raise ConfigError(f"sequence file '{path}' is empty (0 bytes); write it with numpy.savez(path, *arrays)")
-    try:
-        loaded = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise ConfigError(f"cannot read '{path}' as a .npz file: {err}") from None
+    loaded = load_numpy(
+        path,
+        "sequence file",
+        "set data.path to a .npz file of T_i x D arrays (numpy.savez(path, *arrays))",
+        "write it with numpy.savez(path, *arrays)",
+        "a .npz file",
+    )
     if isinstance(loaded, np.ndarray):
         raise ConfigError(f"'{path}' holds one array; the sequence source reads a .npz of T_i x D arrays (numpy.savez(path, *arrays))")
     keys = sorted(loaded.keys(), key=_key_order)

@@ -20,6 +20,7 @@ from typing import List, Optional, Sequence, cast
 
 import numpy as np
 
+from ppl_vae.data.base import load_numpy
 from ppl_vae.registry import DATASETS, ConfigError
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
@@ -114,15 +115,7 @@ def load_mnist_raw(path: str = "", columns: Optional[Sequence[str]] = None, limi
 
 @DATASETS.register("array")
 def load_array_raw(path: str = "", columns: Optional[Sequence[str]] = None, limit: int = 0) -> Raw:
-    p = Path(path)
-    if not path or not p.is_file():
-        raise ConfigError(f"data file '{path}' not found; set data.path to a .npy or .npz file")
-    if p.stat().st_size == 0:
-        raise ConfigError(f"data file '{path}' is empty (0 bytes); write it with numpy.save or numpy.savez")
-    try:
-        loaded = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise ConfigError(f"cannot read '{path}' as a numpy file: {err}") from None
+    loaded = load_numpy(path, "data file", "set data.path to a .npy or .npz file", "write it with numpy.save or numpy.savez")
     if isinstance(loaded, np.ndarray):
         x, y = loaded, None
     else:
