@@ -132,7 +132,7 @@ def test_distributed_cli_run_writes_once_and_resumes(tmp_path):
     epochs = [json.loads(line)["epoch"] for line in (out / "history.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
     files = sorted(p.name for p in out.iterdir() if p.name != ".lock")  # .lock: the claim on the folder
-    assert files == ["checkpoint.pt", "config.toml", "history.jsonl", "metrics.json"]
+    assert files == ["best.pt", "checkpoint.pt", "config.toml", "history.jsonl", "metrics.json"]  # best.pt: the best validation ELBO
 
 
 def test_distributed_flag_outside_torchrun_is_a_clear_error(tmp_path):
