@@ -246,6 +246,28 @@ def test_cli_round_trip_decoded_in_another_process(run_dir, tmp_path, capsys):
     assert back.dtype == x.dtype and back.shape == x.shape and np.array_equal(back, x)
 
 
+def test_a_folder_of_images_compresses_and_decompresses_to_its_levels(tmp_path, capsys):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8), mode="L").save(folder / f"{i}.png")
+    run = tmp_path / "run"
+    run_cli(
+        "train", "vae-digits", "--data", folder, "--out", run, "--no-progress", "--no-figures",
+        "--set", "data.options={size = 8}", "--set", "data.preprocess=levels", "--set", "data.val_fraction=0",
+        "--set", 'model.likelihood={name = "categorical256"}', "--set", "train.epochs=1", "--set", "eval.iwae_samples=2",
+    )  # fmt: skip
+    code, _, err = _cli(capsys, "compress", run, folder, "--out", tmp_path / "f.ppz")
+    assert code == 0, err
+    run_cli("decompress", run, tmp_path / "f.ppz", "--out", tmp_path / "back.npy")
+    levels = np.stack([np.asarray(Image.open(folder / f"{i}.png"))[None] for i in range(6)])
+    back = np.load(tmp_path / "back.npy")
+    assert back.dtype == np.uint8 and np.array_equal(back, levels)
+
+
 def test_cli_errors_are_one_line_and_leave_no_file(run_dir, tmp_path, capsys):
     grey = np.arange(64 * 3).reshape(3, 64) % 17
     np.save(tmp_path / "grey.npy", grey)

@@ -34,7 +34,7 @@ def register(sub: Any, number: Callable[[Rule], Callable[[str], Any]]) -> None:
         ),
     )
     c.add_argument("run_dir")
-    c.add_argument("input", help="a .npy or .npz array of data in the run's format")
+    c.add_argument("input", help="a .npy or .npz array of data in the run's format, or a folder of images (as the run read them)")
     c.add_argument("--out", required=True, help="the .ppz file to write")
     c.add_argument("--json", action="store_true", help="print the report as JSON")
     c.set_defaults(handler=run_compress)
@@ -44,6 +44,21 @@ def register(sub: Any, number: Callable[[Rule], Callable[[str], Any]]) -> None:
     d.add_argument("file", help="the .ppz file")
     d.add_argument("--out", required=True, help="the .npz (array 'x') or .npy file to write")
     d.set_defaults(handler=run_decompress)
+
+
+def read_input(path: str, data: Any) -> np.ndarray:
+    """A .npy/.npz array, or a folder of PNG/JPEG files read as the run's ``image-folder`` source reads
+    them (``data.options`` size and mode), as uint8 levels shaped (n, channels, size, size)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return read_array(path)
+    from ppl_vae.data.images import image_files, read_image
+
+    files, _ = image_files(folder)
+    if not files:
+        raise ConfigError(f"no .png, .jpg or .jpeg files in '{path}' or its sub-folders")
+    options = dict(getattr(data, "options", None) or {})
+    return np.stack([read_image(f, int(options.get("size", 28)), str(options.get("mode", "grey"))) for f in files])
 
 
 def read_array(path: str) -> np.ndarray:
@@ -92,7 +107,7 @@ def run_compress(args: argparse.Namespace) -> int:
         raise ConfigError(f"--out must name a .ppz file, got '{out}'")
     loaded = load_run(args.run_dir, "cpu")
     require(loaded.config.model.kind, "compress", "'compress'")
-    x = read_array(args.input)
+    x = read_input(args.input, loaded.config.data)
     _check_spec(x, loaded.spec, args.input)
     data, report = compress_with_stats(loaded.module, x)
     _write(out, data)
